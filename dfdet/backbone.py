@@ -1,0 +1,144 @@
+"""The CLIP image encoder and the feature the paper uses: z_cls, the [CLS] token after ln_post.
+
+z_cls is taken *before* CLIP's visual projection (1024-d for ViT-L/14), as in the paper's
+HF implementation (`CLIPVisionModel(...).pooler_output`); tests/test_backbone.py proves the two agree.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import BackboneConfig
+from .errors import WeightsUnavailable
+
+WEIGHTS_ENV = "DFDET_CLIP_WEIGHTS"  # local weights file, same effect as --clip-weights
+TINY_MODEL = "dfdet-tiny-vit"  # 2-layer, width-64 ViT for tests and the demo mode; registered below
+_CONFIG_DIR = Path(__file__).parent / "model_configs"
+
+
+def _register_configs() -> None:
+    import open_clip
+    if TINY_MODEL not in open_clip.list_models():
+        open_clip.add_model_config(_CONFIG_DIR)
+
+
+def weights_id(cfg: BackboneConfig) -> str:
+    """What the weights are (not where they are): checkpoints are only valid on the same id."""
+    if cfg.pretrained:
+        return cfg.pretrained
+    return f"random-init-seed{cfg.seed}"
+
+
+def resolve_weights_file(cfg: BackboneConfig) -> str | None:
+    path = cfg.weights or os.environ.get(WEIGHTS_ENV) or None
+    if path and not Path(path).is_file():
+        raise WeightsUnavailable(
+            f"CLIP weights file not found: {path} (from {'--clip-weights' if cfg.weights else '$' + WEIGHTS_ENV}). "
+            "Point it at an open_clip checkpoint (.safetensors or .bin) of "
+            f"{cfg.model}/{cfg.pretrained or 'random'}.")
+    return path
+
+
+def _missing_weights_message(cfg: BackboneConfig, err: Exception) -> str:
+    from open_clip.pretrained import get_pretrained_cfg
+    pcfg = get_pretrained_cfg(cfg.model, cfg.pretrained) or {}
+    hub = (pcfg.get("hf_hub") or "").strip("/")
+    where = f"the Hugging Face repo {hub} (file open_clip_model.safetensors)" if hub else pcfg.get("url", "open_clip")
+    get = (f"`huggingface-cli download {hub} open_clip_model.safetensors` on a machine with network"
+           if hub else "download it on a machine with network")
+    return (f"CLIP weights for {cfg.model} (pretrained={cfg.pretrained!r}) are not on this machine and could not be "
+            f"downloaded ({type(err).__name__}). Expected from {where}. Provide a local file with "
+            f"--clip-weights PATH or ${WEIGHTS_ENV}=PATH; get it with {get}.")
+
+
+@dataclass
+class LoadedClip:
+    """A whole open_clip model plus what identifies its weights."""
+    model: nn.Module  # open_clip CLIP (visual + text towers)
+    config: BackboneConfig
+    preprocess: object  # torchvision transform: PIL image -> normalised tensor
+
+    @property
+    def weights_id(self) -> str:
+        return weights_id(self.config)
+
+
+def load_clip(cfg: BackboneConfig, device: str | torch.device = "cpu") -> LoadedClip:
+    """Create the open_clip model with real weights (tag or local file) or seeded random weights."""
+    import open_clip
+    _register_configs()
+    if cfg.model not in open_clip.list_models():
+        raise WeightsUnavailable(f"unknown open_clip model {cfg.model!r}; e.g. ViT-L-14, ViT-B-16, {TINY_MODEL}")
+    path = resolve_weights_file(cfg)
+    pretrained = path or cfg.pretrained
+    if pretrained is None:
+        torch.manual_seed(cfg.seed)  # random init must be the same in every process
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            model = open_clip.create_model(cfg.model, pretrained=pretrained, force_quick_gelu=cfg.quick_gelu,
+                                           device=device)
+    except WeightsUnavailable:
+        raise
+    except Exception as err:  # download / file errors surface as RuntimeError inside open_clip
+        if pretrained is None:
+            raise
+        if path:
+            raise WeightsUnavailable(f"could not load CLIP weights from {path}: {err}") from None
+        raise WeightsUnavailable(_missing_weights_message(cfg, err)) from None
+    model.eval()
+    size = model.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    preprocess = clip_transform(size)
+    logging.getLogger(__name__).info("loaded %s (%s)", cfg.model, weights_id(cfg))
+    return LoadedClip(model=model, config=cfg, preprocess=preprocess)
+
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def clip_transform(image_size: int = 224):
+    """CLIP's eval preprocessing: RGB, bicubic resize of the short side, centre crop, CLIP mean/std."""
+    from open_clip.transform import image_transform
+    return image_transform(image_size, is_train=False, mean=CLIP_MEAN, std=CLIP_STD,
+                           interpolation="bicubic", resize_mode="shortest")
+
+
+class VisionBackbone(nn.Module):
+    """open_clip's VisionTransformer, read up to z_cls."""
+
+    def __init__(self, visual: nn.Module):
+        super().__init__()
+        if getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", "tok") != "tok":
+            raise ValueError("dfdet needs a ViT that pools the [CLS] token (pool_type='tok', no attentional pool)")
+        self.visual = visual
+
+    @property
+    def width(self) -> int:
+        return self.visual.ln_post.normalized_shape[0]
+
+    def layer_norms(self) -> dict[str, nn.LayerNorm]:
+        """Every LayerNorm of the encoder: ln_pre, each block's ln_1/ln_2, ln_post."""
+        return {n: m for n, m in self.visual.named_modules() if isinstance(m, nn.LayerNorm)}
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        v = self.visual
+        x = v.conv1(images)  # [B, width, grid, grid]
+        x = x.flatten(2).transpose(1, 2)  # [B, grid*grid, width]
+        cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
+        x = v.patch_dropout(x)
+        x = v.ln_pre(x)
+        x = v.transformer(x)
+        return v.ln_post(x[:, 0])  # LayerNorm is per token, so ln_post on [CLS] alone equals pooling after it
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

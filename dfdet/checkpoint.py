@@ -1,0 +1,105 @@
+"""Checkpoints: the trainable tensors as safetensors, plus a JSON sidecar that says what they are.
+
+A checkpoint is a folder `NAME/` with `model.safetensors` and `dfdet.json`. Loading is
+"backbone + overlay": build the method on the same CLIP weights, then load these tensors on top.
+Nothing here ever unpickles: safetensors holds only tensors, JSON only data.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .errors import CheckpointError
+
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "dfdet.json"
+FORMAT = "dfdet-checkpoint/1"
+
+
+def _atomic_write_bytes(path: Path, write) -> None:
+    """Write to a temp file in the same folder, then rename: an interrupted save leaves no half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_checkpoint(folder: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
+    folder = Path(folder)
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in sorted(tensors.items())}
+    meta = {"format": FORMAT, "code_version": __version__, **meta,
+            "tensors": {"count": len(tensors), "numel": int(sum(v.numel() for v in tensors.values()))}}
+    _atomic_write_bytes(folder / WEIGHTS_FILE, lambda p: save_file(tensors, p, metadata={"format": FORMAT}))
+    _atomic_write_bytes(folder / META_FILE,
+                        lambda p: Path(p).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str)))
+    return folder
+
+
+def read_meta(folder: str | Path) -> dict:
+    folder = Path(folder)
+    meta_path = folder / META_FILE
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint folder not found: {folder}")
+    if not meta_path.is_file() or not (folder / WEIGHTS_FILE).is_file():
+        found = sorted(p.name for p in folder.iterdir())
+        raise CheckpointError(
+            f"{folder} is not a dfdet checkpoint: expected {WEIGHTS_FILE} and {META_FILE}, found {found}. "
+            "dfdet loads only safetensors + JSON; convert other formats with `dfdet import-checkpoint`.")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{meta_path} is not valid JSON: {err}") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{meta_path}: unsupported format {meta.get('format')!r} (expected {FORMAT})")
+    return meta
+
+
+def load_tensors(folder: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(folder) / WEIGHTS_FILE
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises on anything that is not a valid header + buffer
+        raise CheckpointError(f"{path} is not a valid safetensors file ({err})") from None
+
+
+def check_compatible(meta: dict, model_name: str, weights: str, folder: str | Path = "") -> None:
+    bb = meta.get("backbone", {})
+    if bb.get("model") != model_name or bb.get("weights") != weights:
+        raise CheckpointError(
+            f"checkpoint {folder} was trained on backbone {bb.get('model')}/{bb.get('weights')}, "
+            f"but the loaded backbone is {model_name}/{weights}. Load it with "
+            f"--model {bb.get('model')} and the matching weights, or train a new one.")
+
+
+def apply_overlay(model: torch.nn.Module, tensors: dict[str, torch.Tensor], folder: str | Path = "") -> None:
+    """Copy checkpoint tensors into the model; every key must exist with the same shape."""
+    params = dict(model.named_parameters())
+    missing = sorted(k for k in tensors if k not in params)
+    if missing:
+        raise CheckpointError(f"checkpoint {folder} has tensors the model lacks: {missing[:5]}")
+    for k, v in tensors.items():
+        if params[k].shape != v.shape:
+            raise CheckpointError(f"checkpoint {folder}: {k} has shape {tuple(v.shape)}, "
+                                  f"model expects {tuple(params[k].shape)}")
+        with torch.no_grad():
+            params[k].copy_(v.to(params[k].dtype))
+
+
+def file_sha256(path: str | Path, limit: int | None = None) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:limit] if limit else h.hexdigest()

@@ -1,0 +1,108 @@
+"""`dfdet` command line. `main(argv)` parses a list, so tests call it in-process.
+
+Each subcommand lives in a module exposing `add_arguments(parser)` and `run(args) -> int`;
+COMMANDS maps names to those modules, so a new area adds one line here and nothing else.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+from .errors import DfdetError
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    # name: (module, one-line help)
+    "methods": ("dfdet.commands.methods", "list the registered methods and what each trains"),
+    "train": ("dfdet.commands.train", "train one method on a manifest (paper recipe by default)"),
+    "evaluate": ("dfdet.commands.evaluate", "evaluate checkpoints on a manifest and write a run folder"),
+    "predict": ("dfdet.commands.predict", "print p_real/p_fake of every available method for images"),
+    "embed": ("dfdet.commands.embed", "write L2-normalised embeddings of a manifest for one method"),
+    "manifest": ("dfdet.data.cli_manifest", "build a manifest CSV from a <dataset>/<source>/<video>/<frame> folder"),
+    "split": ("dfdet.data.cli_split", "assign leak-free FF25/50/75/100 train/val/test splits to a manifest"),
+    "preprocess": ("dfdet.data.cli_preprocess", "videos or images -> aligned face crops (dlib), with a report"),
+    "import-checkpoint": ("dfdet.hub.cli_import", "convert the paper's (or GenD's) released checkpoint to dfdet"),
+    "push": ("dfdet.hub.cli_push", "publish a dfdet checkpoint to the Hugging Face Hub"),
+    "pull": ("dfdet.hub.cli_pull", "download a dfdet checkpoint from the Hugging Face Hub"),
+}
+
+
+def add_backbone_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("backbone")
+    g.add_argument("--model", default=None, help="open_clip model name (default ViT-L-14; dfdet-tiny-vit for tests)")
+    g.add_argument("--pretrained", default=None,
+                   help="open_clip weights tag (default openai); 'none' = random init (speed tests, demo only)")
+    g.add_argument("--clip-weights", default=None,
+                   help="local CLIP weights file (.safetensors/.bin); also $DFDET_CLIP_WEIGHTS")
+    g.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def backbone_from_args(args: argparse.Namespace, base=None):
+    from .config import BackboneConfig
+    cfg = base or BackboneConfig()
+    if args.model:
+        cfg.model = args.model
+    if args.pretrained:
+        cfg.pretrained = None if args.pretrained.lower() in ("none", "random") else args.pretrained
+    if args.clip_weights:
+        cfg.weights = args.clip_weights
+    return cfg
+
+
+def resolve_device(name: str) -> str:
+    import torch
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DfdetError("--device cuda was asked for, but no CUDA GPU is available; use --device cpu")
+    return name
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    from . import __version__
+    parser = argparse.ArgumentParser(
+        prog="dfdet", description="Generalizable deepfake detection with CLIP ViT-L/14 (LN-tuning, Norm, SLERP).")
+    parser.add_argument("--version", action="version", version=f"dfdet {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        if only and name != only:
+            sub.add_parser(name, help=help_, add_help=False)  # listed in --help, parsed lazily
+            continue
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name and module.startswith(err.name):
+                continue  # that area is not installed in this version
+            raise
+        p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip(),
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cmd = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(only=cmd if cmd in COMMANDS else None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    try:
+        return int(args._run(args) or 0)
+    except DfdetError as err:
+        print(f"dfdet {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dfdet {args.command}: interrupted; finished outputs were kept, re-run to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Data: manifests, splits, datasets and face preprocessing."""

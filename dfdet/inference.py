@@ -1,0 +1,170 @@
+"""Every available method on one shared backbone: what the CLI's `predict` and the dashboard call.
+
+The LN methods differ only in LayerNorm gamma/beta and the head (~0.4 MB each), so one ViT is
+loaded and each method's overlay is swapped in before its forward pass.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .backbone import LoadedClip, VisionBackbone
+from .checkpoint import apply_overlay, check_compatible, load_tensors, read_meta
+from .errors import CheckpointError, DfdetError
+from .methods import METHODS, MethodSpec, get_method
+from .model import Detector, build_model, trainable_count
+
+PARAM_COUNTS_NOTE = "trainable parameters of the method on this backbone"
+
+
+@dataclass
+class Entry:
+    """One row of the model table: a method with its checkpoint, or the reason it has none."""
+    name: str  # display key: the method name, or the checkpoint folder name for extra checkpoints
+    spec: MethodSpec
+    status: str  # "ready" | "missing" | "error"
+    message: str = ""  # for missing/error: what is wrong and the command that fixes it
+    folder: Path | None = None
+    meta: dict = field(default_factory=dict)
+    tensors: dict | None = None
+    model: torch.nn.Module | None = None  # non-LN families keep their own module
+    trainable_params: int = 0
+
+    @property
+    def label(self) -> str:
+        return self.meta.get("display_name") or self.spec.label
+
+
+def train_command(method: str) -> str:
+    return f"dfdet train --method {method} --manifest data_manifests/<your manifest>.csv --out runs/train_{method}"
+
+
+class DetectorBank:
+    """Loads every method it can from `checkpoints_dir` over one CLIP backbone."""
+
+    def __init__(self, clip: LoadedClip, checkpoints_dir: str | Path = "checkpoints",
+                 methods: list[str] | None = None, device: str = "cpu"):
+        self.clip = clip
+        self.device = torch.device(device)
+        self.demo = clip.config.pretrained is None and clip.config.weights is None
+        self.backbone = VisionBackbone(clip.model.visual).to(self.device).eval()
+        self._det = Detector(self.backbone, get_method("ln_tuning")).to(self.device).eval()
+        self._base_ln = {k: v.detach().clone() for k, v in self._det.named_parameters() if k.startswith("backbone.")
+                         and _is_ln_param(self._det, k)}
+        self.entries: dict[str, Entry] = {}
+        self._scan(Path(checkpoints_dir), methods)
+
+    # -- discovery ---------------------------------------------------------------------------
+    def _scan(self, root: Path, methods: list[str] | None) -> None:
+        wanted = methods or list(METHODS)
+        found: dict[str, list[Path]] = {}
+        if root.is_dir():
+            for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+                try:
+                    meta = read_meta(folder)
+                except CheckpointError as err:
+                    if (folder / "dfdet.json").exists() or any(folder.iterdir()):
+                        self.entries[folder.name] = Entry(folder.name, get_method(wanted[0]), "error", str(err),
+                                                          folder=folder)
+                    continue
+                found.setdefault(meta.get("method", ""), []).append(folder)
+                self._add_checkpoint(folder, meta)
+        for name in wanted:
+            spec = get_method(name)
+            if name in self.entries or name in found:
+                continue
+            if not spec.trainable:
+                self._add_untrained(spec)
+            else:
+                self.entries[name] = Entry(name, spec, "missing",
+                                           f"not trained yet: {train_command(name)}")
+
+    def _add_checkpoint(self, folder: Path, meta: dict) -> None:
+        name = folder.name
+        try:
+            spec = get_method(meta.get("method", ""))
+        except KeyError as err:
+            self.entries[name] = Entry(name, get_method("linear_probe"), "error", str(err), folder=folder)
+            return
+        try:
+            check_compatible(meta, self.clip.config.model, self.clip.weights_id, folder)
+            tensors = load_tensors(folder)
+            entry = Entry(name, spec, "ready", folder=folder, meta=meta)
+            if spec.family == "ln":
+                probe = Detector(self.backbone, spec)  # shares the backbone; only for validation and counts
+                saved = {k: v.detach().clone() for k, v in probe.named_parameters() if k in tensors}
+                apply_overlay(probe, tensors, folder)
+                with torch.no_grad():
+                    for k, v in saved.items():
+                        dict(probe.named_parameters())[k].copy_(v)
+                entry.tensors = {k: v.to(self.device) for k, v in tensors.items()}
+                entry.trainable_params = trainable_count(probe)
+            else:
+                model = build_model(self.clip, spec)
+                apply_overlay(model, tensors, folder)
+                entry.model = model.to(self.device).eval()
+                entry.trainable_params = int(meta.get("trainable_params", trainable_count(model)))
+            self.entries[name] = entry
+        except DfdetError as err:
+            self.entries[name] = Entry(name, spec, "error", str(err), folder=folder, meta=meta)
+
+    def _add_untrained(self, spec: MethodSpec) -> None:
+        try:
+            model = build_model(self.clip, spec).to(self.device).eval()
+            self.entries[spec.name] = Entry(spec.name, spec, "ready", model=model, trainable_params=0)
+        except DfdetError as err:
+            self.entries[spec.name] = Entry(spec.name, spec, "error", str(err))
+
+    # -- use -----------------------------------------------------------------------------------
+    @property
+    def ready(self) -> list[str]:
+        return [n for n, e in self.entries.items() if e.status == "ready"]
+
+    def _select(self, name: str) -> torch.nn.Module:
+        e = self.entries[name]
+        if e.status != "ready":
+            raise DfdetError(f"{name}: {e.message}")
+        if e.model is not None:
+            return e.model
+        self._det.spec = e.spec
+        with torch.no_grad():
+            params = dict(self._det.named_parameters())
+            for k, v in self._base_ln.items():
+                params[k].copy_(v)
+            for k, v in e.tensors.items():
+                params[k].copy_(v)
+        return self._det
+
+    def preprocess(self, images: list[Image.Image]) -> torch.Tensor:
+        return torch.stack([self.clip.preprocess(im) for im in images]).to(self.device)
+
+    @torch.no_grad()
+    def predict(self, pixels: torch.Tensor, names: list[str] | None = None) -> dict[str, np.ndarray]:
+        """p_fake per ready method for a batch of preprocessed images."""
+        out = {}
+        for name in names or self.ready:
+            logits = self._select(name)(pixels)
+            out[name] = F.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def embed(self, pixels: torch.Tensor, name: str) -> np.ndarray:
+        return self._select(name).embed(pixels).float().cpu().numpy()
+
+    @torch.no_grad()
+    def head_p_fake(self, name: str, features: np.ndarray) -> np.ndarray:
+        """p_fake of a method's head on given features (e.g. points along a SLERP path)."""
+        model = self._select(name)
+        z = torch.as_tensor(np.asarray(features, dtype=np.float32), device=self.device)
+        return F.softmax(model.classify(z).float(), dim=-1)[:, 1].cpu().numpy()
+
+
+def _is_ln_param(det: Detector, key: str) -> bool:
+    lns = det.backbone.layer_norms()
+    mod = key[len("backbone.visual."):].rsplit(".", 1)[0]
+    return mod in lns

@@ -81,17 +81,20 @@ def load_clip(cfg: BackboneConfig, device: str | torch.device = "cpu") -> Loaded
     if pretrained is None:
         torch.manual_seed(cfg.seed)  # random init must be the same in every process
     try:
+        logging.disable(logging.WARNING)  # open_clip logs "initialized randomly" on purpose-random models
         with contextlib.redirect_stderr(io.StringIO()):
             model = open_clip.create_model(cfg.model, pretrained=pretrained, force_quick_gelu=cfg.quick_gelu,
                                            device=device)
     except WeightsUnavailable:
         raise
     except Exception as err:  # download / file errors surface as RuntimeError inside open_clip
+        logging.disable(logging.NOTSET)
         if pretrained is None:
             raise
         if path:
             raise WeightsUnavailable(f"could not load CLIP weights from {path}: {err}") from None
         raise WeightsUnavailable(_missing_weights_message(cfg, err)) from None
+    logging.disable(logging.NOTSET)
     model.eval()
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size

@@ -41,7 +41,7 @@ class Entry:
 
 
 def train_command(method: str) -> str:
-    return f"dfdet train --method {method} --manifest data_manifests/<your manifest>.csv --out runs/train_{method}"
+    return f"dfdet train --method {method} --manifest data_manifests/<your manifest>.csv --out checkpoints/{method}"
 
 
 class DetectorBank:
@@ -151,6 +151,14 @@ class DetectorBank:
             logits = self._select(name)(pixels)
             out[name] = F.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy()
         return out
+
+    @torch.no_grad()
+    def score_and_embed(self, pixels: torch.Tensor, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """p_fake and the features the head sees, from one forward pass."""
+        model = self._select(name)
+        feats = model.embed(pixels)
+        p = F.softmax(model.classify(feats).float(), dim=-1)[:, 1]
+        return p.cpu().numpy(), feats.float().cpu().numpy()
 
     @torch.no_grad()
     def embed(self, pixels: torch.Tensor, name: str) -> np.ndarray:

@@ -15,7 +15,7 @@ class FaceDataset(torch.utils.data.Dataset):
         self.df = df.reset_index(drop=True)
         self.root = Path(data_root)
         self.transform = transform
-        self.labels = torch.as_tensor(self.df["label"].astype(int).to_numpy())
+        self.labels = torch.tensor(self.df["label"].astype(int).to_numpy().copy())
 
     def __len__(self) -> int:
         return len(self.df)

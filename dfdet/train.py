@@ -1,0 +1,258 @@
+"""Training: the paper's recipe (AdamW 8e-5 -> 5e-5 cosine, wd 0, batch 128, 10 epochs, seed 42).
+
+The best epoch is chosen on the validation split only. The linear probe never runs the frozen
+backbone twice: its features are computed once and cached. Families other than "ln" (the
+text-guided methods) register their own trainer in TRAINERS.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+import yaml
+from tqdm.auto import tqdm
+
+from .backbone import load_clip, weights_id
+from .checkpoint import file_sha256, save_checkpoint
+from .config import TrainConfig, to_dict
+from .data.dataset import FaceDataset
+from .data.manifest import read_manifest
+from .errors import DataError
+from .methods import get_method
+from .metrics import binary_metrics
+from .model import Detector, build_model, trainable_count, trainable_state
+from .slerp import alignment_loss, slerp_augment, uniformity_loss
+
+# family -> (config dataclass, train function returning the checkpoint folder)
+TRAINERS: dict[str, tuple[type, Callable]] = {}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, precision: str):
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+
+def cosine_lr(step: int, total: int, lr: float, min_lr: float) -> float:
+    """Cosine annealing from lr at step 0 to min_lr at the last step."""
+    if total <= 1:
+        return lr
+    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * step / (total - 1)))
+
+
+def load_splits(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
+    if not cfg.manifest:
+        raise DataError("no manifest given: pass --manifest PATH (build one with `dfdet manifest`)")
+    root = Path(cfg.data_root) if cfg.data_root else Path(cfg.manifest).parent
+    df = read_manifest(cfg.manifest, root)
+    if cfg.datasets:
+        df = df[df["dataset"].isin(cfg.datasets)]
+    train_df = df[df["split"] == cfg.train_split].reset_index(drop=True)
+    val_df = df[df["split"] == cfg.val_split].reset_index(drop=True)
+    for name, part in ((cfg.train_split, train_df), (cfg.val_split, val_df)):
+        if len(part) == 0:
+            raise DataError(f"{cfg.manifest}: no rows with split == {name!r}"
+                            f"{' in datasets ' + str(cfg.datasets) if cfg.datasets else ''}; "
+                            "assign splits with `dfdet split`")
+    if train_df["label"].nunique() < 2:
+        raise DataError(f"{cfg.manifest}: the {cfg.train_split!r} split holds only one class; need real and fake")
+    return train_df, val_df, root
+
+
+@torch.no_grad()
+def extract_features(model: Detector, loader, device: torch.device, precision: str = "auto",
+                     desc: str = "features") -> tuple[torch.Tensor, torch.Tensor]:
+    """z (as the head sees it) and labels for a whole loader, in loader order."""
+    model.eval()
+    feats, labels = [], []
+    for pixels, y, _ in tqdm(loader, desc=desc, leave=False, disable=None):
+        with autocast(device, precision):
+            feats.append(model.embed(pixels.to(device)).float().cpu())
+        labels.append(y)
+    return torch.cat(feats), torch.cat(labels)
+
+
+def _cached_features(model, loader, device, cfg: TrainConfig, key: str):
+    """Frozen-backbone features, from the disk cache when `cache_features` names a folder."""
+    if cfg.cache_features in ("", "memory", None):
+        return extract_features(model, loader, device, cfg.precision, desc=f"features ({key})")
+    from safetensors.torch import load_file, save_file
+    path = Path(cfg.cache_features) / f"{key}.safetensors"
+    if path.is_file():
+        t = load_file(str(path))
+        return t["z"], t["y"]
+    z, y = extract_features(model, loader, device, cfg.precision, desc=f"features ({key})")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({"z": z.contiguous(), "y": y.contiguous()}, str(tmp))
+    tmp.replace(path)
+    return z, y
+
+
+def head_loss(model: Detector, feats: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+              gen: torch.Generator) -> torch.Tensor:
+    """Cross-entropy on (SLERP-augmented) features, plus the optional hypersphere losses."""
+    spec = model.spec
+    z = slerp_augment(feats, y, cfg.slerp_t, gen) if spec.slerp else feats
+    loss = F.cross_entropy(model.classify(z), y)
+    if cfg.align_weight:
+        loss = loss + cfg.align_weight * alignment_loss(feats, y)
+    if cfg.uniform_weight:
+        loss = loss + cfg.uniform_weight * uniformity_loss(feats)
+    return loss
+
+
+def validate(model: Detector, val_feats: torch.Tensor | None, val_loader, device, cfg: TrainConfig) -> dict:
+    model.eval()
+    with torch.no_grad():
+        if val_feats is not None:
+            z, y = val_feats
+            logits = model.classify(z.to(device)).float().cpu()
+        else:
+            outs, ys = [], []
+            for pixels, yy, _ in val_loader:
+                with autocast(device, cfg.precision):
+                    outs.append(model(pixels.to(device)).float().cpu())
+                ys.append(yy)
+            logits, y = torch.cat(outs), torch.cat(ys)
+    m = binary_metrics(y.numpy(), F.softmax(logits, -1)[:, 1].numpy())
+    m["loss"] = float(F.cross_entropy(logits, y))
+    return m
+
+
+def _score(m: dict, metric: str) -> float:
+    v = m.get(metric, float("nan"))
+    if metric in ("loss", "eer"):
+        v = -v
+    return -math.inf if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train cfg.method and write its best checkpoint (chosen on validation) to cfg.out."""
+    spec = get_method(cfg.method)
+    if spec.family != "ln" or not spec.trainable:
+        raise DataError(f"{spec.name} has nothing to train")
+    device = pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    train_df, val_df, root = load_splits(cfg)
+    clip = load_clip(cfg.backbone, device)
+    seed_everything(cfg.seed)  # the head's init must not depend on how the backbone was made
+    model = build_model(clip, spec).to(device)
+    if cfg.compile and device.type == "cuda":
+        model.backbone = torch.compile(model.backbone)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    train_ds = FaceDataset(train_df, root, clip.preprocess)
+    val_ds = FaceDataset(val_df, root, clip.preprocess)
+    loader_kw = dict(num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+    val_loader = torch.utils.data.DataLoader(val_ds, batch_size=cfg.batch_size, shuffle=False, **loader_kw)
+
+    cached = spec.trains == "head"
+    if cached:  # frozen backbone: one pass for features, then epochs over tensors
+        mkey = file_sha256(cfg.manifest, 16)
+        plain = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=False, **loader_kw)
+        train_feats = _cached_features(model, plain, device, cfg, f"{mkey}-{cfg.train_split}-{clip.weights_id}")
+        val_feats = _cached_features(model, val_loader, device, cfg, f"{mkey}-{cfg.val_split}-{clip.weights_id}")
+        steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
+    else:
+        train_loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True,
+                                                   generator=gen, drop_last=len(train_ds) > cfg.batch_size,
+                                                   **loader_kw)
+        val_feats = None
+        steps_per_epoch = len(train_loader)
+    total = steps_per_epoch * cfg.epochs
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    log_path = out / "train_log.jsonl"
+    log_path.write_text("")
+    best, best_state, best_epoch, step = -math.inf, None, -1, 0
+    t_start = time.time()
+    for epoch in range(cfg.epochs):
+        model.train() if not cached else model.eval()
+        if cached:
+            perm = torch.randperm(len(train_feats[0]), generator=gen)
+            batches = [(train_feats[0][perm[i:i + cfg.batch_size]], train_feats[1][perm[i:i + cfg.batch_size]])
+                       for i in range(0, len(perm), cfg.batch_size)]
+        else:
+            batches = train_loader
+        bar = tqdm(batches, desc=f"{spec.name} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None)
+        losses = []
+        for batch in bar:
+            if step >= total:
+                break
+            for g in opt.param_groups:
+                g["lr"] = cosine_lr(step, total, cfg.lr, cfg.min_lr)
+            if cached:
+                feats, y = batch[0].to(device), batch[1].to(device)
+            else:
+                pixels, y, _ = batch
+                pixels, y = pixels.to(device), y.to(device)
+                with autocast(device, cfg.precision):
+                    feats = model.embed(pixels).float()
+            loss = head_loss(model, feats, y, cfg, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            step += 1
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        val = validate(model, val_feats, val_loader, device, cfg)
+        score = _score(val, cfg.select_metric)
+        improved = score > best
+        if improved:
+            best, best_epoch = score, epoch
+            best_state = {k: v.clone() for k, v in trainable_state(model).items()}
+        record = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)) if losses else None,
+                  "lr": opt.param_groups[0]["lr"], "val": val, "best": improved}
+        with log_path.open("a") as f:
+            f.write(json.dumps(record, default=float) + "\n")
+        tqdm.write(f"[{spec.name}] epoch {epoch + 1}: train loss {record['train_loss']}, "
+                   f"val {cfg.select_metric} {val.get(cfg.select_metric)}")
+        if step >= total:
+            break
+
+    best_val = json.loads(log_path.read_text().splitlines()[best_epoch])["val"]
+    meta = {"method": spec.name, "label": spec.label,
+            "backbone": {"model": cfg.backbone.model, "weights": weights_id(cfg.backbone)},
+            "config": to_dict(cfg), "manifests": {str(cfg.manifest): file_sha256(cfg.manifest)},
+            "val_metrics": best_val, "best_epoch": best_epoch + 1, "steps": step,
+            "trainable_params": trainable_count(model), "train_seconds": round(time.time() - t_start, 1)}
+    return save_checkpoint(out, best_state, meta)
+
+
+def trainer_for(method: str) -> tuple[type, Callable]:
+    """(config class, train function) for a method's family; families register on import."""
+    family = get_method(method).family
+    if family not in TRAINERS:
+        import importlib
+        importlib.import_module(f"dfdet.{family}")
+    if family not in TRAINERS:
+        raise DataError(f"no trainer registered for method family {family!r}")
+    return TRAINERS[family]
+
+
+TRAINERS["ln"] = (TrainConfig, train)

@@ -50,8 +50,11 @@ def _missing_weights_message(cfg: BackboneConfig, err: Exception) -> str:
     from open_clip.pretrained import get_pretrained_cfg
     pcfg = get_pretrained_cfg(cfg.model, cfg.pretrained) or {}
     hub = (pcfg.get("hf_hub") or "").strip("/")
-    where = f"the Hugging Face repo {hub} (file open_clip_model.safetensors)" if hub else pcfg.get("url", "open_clip")
-    get = (f"`huggingface-cli download {hub} open_clip_model.safetensors` on a machine with network"
+    if not pcfg:
+        return (f"open_clip has no weights tagged {cfg.pretrained!r} for {cfg.model}; pass a local file with "
+                f"--clip-weights PATH (or ${WEIGHTS_ENV}), or --pretrained none for random weights (tests only)")
+    where = f"the Hugging Face repo {hub} (file open_clip_pytorch_model.bin)" if hub else pcfg.get("url", "open_clip")
+    get = (f"`huggingface-cli download {hub} open_clip_pytorch_model.bin` on a machine with network"
            if hub else "download it on a machine with network")
     return (f"CLIP weights for {cfg.model} (pretrained={cfg.pretrained!r}) are not on this machine and could not be "
             f"downloaded ({type(err).__name__}). Expected from {where}. Provide a local file with "
@@ -81,7 +84,7 @@ def load_clip(cfg: BackboneConfig, device: str | torch.device = "cpu") -> Loaded
     if pretrained is None:
         torch.manual_seed(cfg.seed)  # random init must be the same in every process
     try:
-        logging.disable(logging.WARNING)  # open_clip logs "initialized randomly" on purpose-random models
+        logging.disable(logging.CRITICAL)  # open_clip logs "initialized randomly" on purpose-random models
         with contextlib.redirect_stderr(io.StringIO()):
             model = open_clip.create_model(cfg.model, pretrained=pretrained, force_quick_gelu=cfg.quick_gelu,
                                            device=device)

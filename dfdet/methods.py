@@ -76,3 +76,29 @@ def get_method(name: str) -> MethodSpec:
 
 def list_methods(family: str | None = None) -> list[str]:
     return [n for n, s in METHODS.items() if family is None or s.family == family]
+
+# -- text family (companion thesis "Text guided face forgery detection"); built by dfdet.text ----
+for _n, _label, _set in (("1desc", "1 description", "1desc"), ("10desc", "10 descriptions", "10desc"),
+                         ("550desc", "550 descriptions", "550desc")):
+    register(MethodSpec(
+        name=f"zeroshot_{_n}",
+        label=f"Zero-shot CLIP ({_label})",
+        description="Untrained CLIP: softmax over the mean similarity to the real vs the fake descriptions "
+                    f"(thesis set {_set}).",
+        trains="none",
+        family="text",
+        defaults={"descriptions": _set, "top_k": 0},
+    ))
+for _n, _label, _set, _lr in (("1desc", "1 description", "1desc", 6e-7),
+                              ("10desc", "10 descriptions", "10desc", 8e-7)):
+    register(MethodSpec(
+        name=f"textguided_{_n}",
+        label=f"Text-guided CLIP ({_label})",
+        description="Both CLIP encoders fine-tuned with a paired contrastive loss: each (real, fake) image pair "
+                    f"against one real and one fake description (thesis set {_set}).",
+        trains="encoders",
+        family="text",
+        defaults={"descriptions": _set, "top_k": 0,
+                  "train": {"descriptions": _set, "lr": _lr}},
+    ))
+del _n, _label, _set, _lr

@@ -1,0 +1,61 @@
+"""Score images with every available method: one row per image and method, p_real and p_fake.
+
+Images are expected to be face crops; --align first detects and aligns the largest face (dlib).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..cli import add_backbone_args, backbone_from_args, resolve_device
+from ..errors import DataError
+from ..images import open_image
+
+
+def add_arguments(p) -> None:
+    p.add_argument("images", nargs="+", help="image files (face crops, or photos with --align)")
+    p.add_argument("--checkpoints", default="checkpoints", help="folder holding one checkpoint folder per method")
+    p.add_argument("--methods", nargs="*", default=[], help="only these registry methods")
+    p.add_argument("--align", action="store_true", help="detect and align the largest face first")
+    p.add_argument("--csv", help="also write the table to this CSV file")
+    add_backbone_args(p)
+
+
+def run(args) -> int:
+    from ..backbone import load_clip
+    from ..inference import DetectorBank
+    device = resolve_device(args.device)
+    images, names = [], []
+    for path in args.images:
+        im = open_image(path)
+        if args.align:
+            from ..data.faces import align_image
+            res = align_image(im)
+            if not res.crops:
+                print(f"{path}: {res.message}")
+                continue
+            im = res.crops[0]
+        images.append(im)
+        names.append(path)
+    if not images:
+        raise DataError("no image could be scored")
+    bank = DetectorBank(load_clip(backbone_from_args(args), device), args.checkpoints, args.methods or None, device)
+    if not bank.ready:
+        for n, e in bank.entries.items():
+            print(f"{n}: {e.message}")
+        raise DataError(f"no method is ready in {args.checkpoints}")
+    probs = bank.predict(bank.preprocess(images))
+    rows = [{"image": Path(n).name, "method": bank.entries[m].label, "p_real": 1 - float(p[i]),
+             "p_fake": float(p[i]), "verdict": "fake" if p[i] >= 0.5 else "real"}
+            for i, n in enumerate(names) for m, p in probs.items()]
+    table = pd.DataFrame(rows)
+    if bank.demo:
+        print("NOTE: random-weight backbone: these scores are meaningless (demo/testing only)")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    for n, e in bank.entries.items():
+        if e.status != "ready":
+            print(f"{n}: {e.message}")
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    return 0

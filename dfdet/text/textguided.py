@@ -1,0 +1,79 @@
+"""The thesis's paired contrastive objective and its training schedule.
+
+A plain CLIP loss over a batch of deepfake images would treat two real images as negatives of each
+other's description ("class collisions"). The thesis instead splits the batch into (real, fake)
+image pairs, scores each pair against one real and one fake description (a 2x2 similarity matrix),
+and averages the symmetric CLIP loss over pairs.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def paired_clip_loss(real_img: torch.Tensor, fake_img: torch.Tensor, real_txt: torch.Tensor,
+                     fake_txt: torch.Tensor, logit_scale: torch.Tensor | float) -> torch.Tensor:
+    """Mean over n pairs of (L_img + L_txt) / 2 on each pair's 2x2 matrix.
+
+    Images are [n, D]; texts are [n, D] (one description per pair) or [1, D] / [D] (shared).
+    """
+    n, d = real_img.shape
+    imgs = F.normalize(torch.stack([real_img, fake_img], dim=1), dim=-1)  # [n, 2, D]: (real, fake) image
+    txts = torch.stack([real_txt.reshape(-1, d).expand(n, d), fake_txt.reshape(-1, d).expand(n, d)], dim=1)
+    txts = F.normalize(txts, dim=-1)  # [n, 2, D]: (real, fake) description
+    logits = logit_scale * imgs @ txts.transpose(1, 2)  # [n, 2, 2]: image row vs description column
+    target = torch.arange(2, device=logits.device).repeat(n)  # the matching entry is on the diagonal
+    loss_img = F.cross_entropy(logits.reshape(2 * n, 2), target)  # each image picks its description
+    loss_txt = F.cross_entropy(logits.transpose(1, 2).reshape(2 * n, 2), target)  # each description its image
+    return (loss_img + loss_txt) / 2
+
+
+def make_pairs(real: list[int], fake: list[int], generator: torch.Generator) -> list[tuple[int, int]]:
+    """Shuffle both classes and pair them; the smaller class repeats (reshuffled) so every image of
+    the larger class appears once per epoch."""
+    if not real or not fake:
+        raise ValueError("pairing needs at least one real and one fake image")
+    n = max(len(real), len(fake))
+
+    def draw(items: list[int]) -> list[int]:
+        out: list[int] = []
+        while len(out) < n:
+            out += [items[i] for i in torch.randperm(len(items), generator=generator).tolist()]
+        return out[:n]
+
+    return list(zip(draw(real), draw(fake)))
+
+
+def sample_descriptions(labels: list[int], n: int, generator: torch.Generator,
+                        per_pair: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of one real and one fake description for each of n pairs (one shared draw if not per_pair)."""
+    lab = torch.as_tensor(labels)
+    real = (lab == 0).nonzero().flatten()
+    fake = (lab == 1).nonzero().flatten()
+    k = n if per_pair else 1
+    r = real[torch.randint(len(real), (k,), generator=generator)]
+    f = fake[torch.randint(len(fake), (k,), generator=generator)]
+    return r.expand(n) if k == 1 else r, f.expand(n) if k == 1 else f
+
+
+def lr_at(step: int, peak: float, warmup_steps: int, cycle_steps: int, peak_decay: float = 0.5,
+          min_lr: float = 0.0) -> float:
+    """Linear warm-up to `peak`, then cosine cycles of `cycle_steps`; each cycle starts at
+    `peak_decay` times the previous cycle's peak (the thesis halves it)."""
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    t = step - warmup_steps
+    cycle, pos = divmod(t, max(1, cycle_steps))
+    top = peak * peak_decay ** cycle
+    return min_lr + (top - min_lr) * 0.5 * (1 + math.cos(math.pi * pos / max(1, cycle_steps)))
+
+
+def should_stop(val_losses: list[float], patience: int = 3, min_improvement: float = 0.05) -> bool:
+    """Stop when the best validation loss of the last `patience` epochs is less than `min_improvement`
+    (relative) below the best one before them."""
+    if patience <= 0 or len(val_losses) <= patience:
+        return False
+    before, recent = min(val_losses[:-patience]), min(val_losses[-patience:])
+    return recent > before * (1 - min_improvement)

@@ -60,22 +60,40 @@ def identity_groups(df: pd.DataFrame) -> dict[str, str]:
     return {v: find(f"v:{v}") for v in df["video"].unique()}
 
 
-def _deal(groups: list[str], sizes: dict[str, int], fractions, rng) -> tuple[dict[str, str], list[str]]:
-    """Deal groups in a seeded random order, each to the split furthest below its target share."""
-    order = [groups[i] for i in rng.permutation(len(groups))]
-    total = sum(sizes[g] for g in groups)
+def _deal(order: list[str], sizes: dict[str, int], fractions) -> dict[str, str]:
+    """Deal groups in order, each to the split relatively furthest below its target, so every
+    prefix of the order (hence every stratum) is split in about the target proportions."""
+    total = sum(sizes[g] for g in order)
     targets = np.asarray(fractions, dtype=float) / sum(fractions) * total
     have = np.zeros(len(SPLITS))
     out = {}
     for g in order:
-        k = int(np.argmax(targets - have))
+        k = int(np.argmax(np.where(targets > 0, 1.0 - have / np.maximum(targets, 1e-12), -np.inf)))
         out[g] = SPLITS[k]
         have[k] += sizes[g]
-    return out, order
+    return out
+
+
+def _spread(groups: list[str], strata: dict[str, tuple], pos: dict[str, int]) -> list[str]:
+    """Order groups so that any prefix holds about the same share of every stratum (nested subsets)."""
+    count: dict[tuple, int] = {}
+    rank: dict[str, float] = {}
+    for g in groups:
+        count[strata[g]] = count.get(strata[g], 0) + 1
+    seen: dict[tuple, int] = {}
+    for g in groups:
+        k = seen.get(strata[g], 0)
+        seen[strata[g]] = k + 1
+        rank[g] = (k + 0.5) / count[strata[g]]
+    return sorted(groups, key=lambda g: (rank[g], pos[g]))
 
 
 def assign_splits(df: pd.DataFrame, cfg: SplitConfig | None = None) -> pd.DataFrame:
-    """A copy of the manifest with the split column set for cfg.datasets (see SplitConfig)."""
+    """A copy of the manifest with the split column set for cfg.datasets (see SplitConfig).
+
+    Groups are shuffled with the seed, then dealt stratum by stratum (a stratum = the set of
+    sources in a group), so every split gets about the same share of each source.
+    """
     cfg = cfg or SplitConfig()
     if cfg.subset not in SUBSETS:
         raise DataError(f"unknown subset {cfg.subset!r}; choose one of {list(SUBSETS)}")
@@ -93,16 +111,21 @@ def assign_splits(df: pd.DataFrame, cfg: SplitConfig | None = None) -> pd.DataFr
     part = df[mask]
     group_of = identity_groups(part)
     sizes: dict[str, int] = {}
-    for v, g in group_of.items():
+    sources: dict[str, set] = {}
+    for v, ds, src in part[["video", "dataset", "source"]].drop_duplicates("video").itertuples(index=False):
+        g = group_of[v]
         sizes[g] = sizes.get(g, 0) + 1
+        sources.setdefault(g, set()).add(f"{ds}/{src}")
+    strata = {g: tuple(sorted(s)) for g, s in sources.items()}
     groups = sorted(sizes)
-    rng = np.random.default_rng(cfg.seed)
-    split_of, order = _deal(groups, sizes, cfg.fractions, rng)
+    shuffled = [groups[i] for i in np.random.default_rng(cfg.seed).permutation(len(groups))]
+    pos = {g: i for i, g in enumerate(shuffled)}
+    split_of = _deal(sorted(shuffled, key=lambda g: strata[g]), sizes, cfg.fractions)  # stable: random within stratum
 
-    keep: set[str] = set()  # groups in the subset: a prefix of the dealing order within each split
+    keep: set[str] = set()  # groups in the subset: a prefix of a stratum-spread order within each split
     frac = SUBSETS[cfg.subset]
     for s in SPLITS:
-        in_split = [g for g in order if split_of[g] == s]
+        in_split = _spread([g for g in shuffled if split_of[g] == s], strata, pos)
         goal, have = frac * sum(sizes[g] for g in in_split), 0
         for g in in_split:
             if have >= goal - 1e-9 and have > 0:

@@ -16,6 +16,15 @@ from dfdet.text.descriptions import Descriptions
 from dfdet.text.model import TextDetector, build_text_model, get_tokenizer
 from dfdet.text.zeroshot import cached_text_embeddings, pool_class_logits
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models are faster on one thread; two threads on a shared, busy machine thrash."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 # A real class with a repeated sentence: repeats must weigh in the mean, as in the thesis's 550desc set.
 DESC = Descriptions("test", real=("The image of a person.", "A genuine face.", "The image of a person."),
                     fake=("The image of a deepfake.", "A face swapped by a neural network."))

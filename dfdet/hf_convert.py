@@ -113,6 +113,16 @@ def open_clip_keys(layers: int, projection: bool) -> list[str]:
     return keys
 
 
+def open_clip_name(hf_key: str) -> str:
+    """open_clip name of one HF tower key (not q/k/v, which are stacked rather than renamed)."""
+    if hf_key in TOP_MAP:
+        return TOP_MAP[hf_key]
+    m = _HF_LAYER.match(hf_key)
+    if m and m.group(2) in _BLOCK_MAP:
+        return f"transformer.resblocks.{m.group(1)}.{_BLOCK_MAP[m.group(2)]}"
+    raise ConversionError(f"{hf_key} has no single open_clip counterpart")
+
+
 def hf_shape(hf: Mapping[str, torch.Tensor], projection: torch.Tensor | None = None) -> VisionShape:
     try:
         patch = hf["embeddings.patch_embedding.weight"]

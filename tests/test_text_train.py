@@ -235,3 +235,21 @@ def test_trainer_refuses_non_text_methods(dfdc_manifest, tmp_path):
 def test_thesis_numbers_are_labelled_as_the_thesis():
     assert THESIS_REPORTED_AUROC["textguided_1desc"] == {"FF++": 98.68, "Celeb-DF": 86.68, "DFDC": 79.09}
     get_method("textguided_1desc")  # keys are registry names
+
+
+def test_vitl_checkpoint_size_is_the_full_encoders(vitl_clip):
+    """The number the README quotes: text-guided checkpoints hold ~428M values (1.71 GB fp32) vs 104,450 for LN."""
+    from dfdet.model import build_model, trainable_count
+    from dfdet.text.train import set_trainable
+    flags = {id(p): p.requires_grad for p in vitl_clip.model.parameters()}
+    try:
+        model = build_text_model(vitl_clip, "textguided_1desc", share=True)  # no 1.7 GB copy for counting
+        both = set_trainable(model, train_text=True)
+        image_only = set_trainable(model, train_text=False)
+        ln = trainable_count(build_model(vitl_clip, "ln_tuning"))
+    finally:
+        for p in vitl_clip.model.parameters():
+            p.requires_grad_(flags[id(p)])
+    assert both == 427_616_512 and image_only == 303_966_208 and ln == 104_450
+    assert 1.70e9 < 4 * both < 1.72e9 and 0.85e9 < 2 * both < 0.86e9  # fp32 / bf16 bytes
+    assert 4 * ln < 0.42e6

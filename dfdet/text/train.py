@@ -8,6 +8,7 @@ with checkpoint_dtype="bf16"), against 0.4 MB for an LN-tuning checkpoint.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -127,11 +128,19 @@ def train_textguided(cfg: TextTrainConfig) -> Path:
     if spec.family != "text" or not spec.trainable:
         raise DataError(f"{spec.name} is not a trainable text method; text-guided methods: "
                         f"{', '.join(n for n in _text_trainable())}")
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        raise DataError(f"epochs and batch_size must be at least 1 (got {cfg.epochs}, {cfg.batch_size})")
     if cfg.checkpoint_dtype not in ("fp32", "bf16"):
         raise DataError(f"checkpoint_dtype must be fp32 or bf16, not {cfg.checkpoint_dtype!r}")
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     descriptions = load_descriptions(cfg.descriptions)
+    registered = spec.defaults.get("descriptions")
+    if registered and str(cfg.descriptions) != registered:
+        logging.getLogger(__name__).warning(
+            "%s is registered with the description set %r but trains with %r; the checkpoint stores the sentences "
+            "it was trained with (dfdet.json 'descriptions'), which dfdet.text.load_text_checkpoint uses",
+            spec.name, registered, cfg.descriptions)
     train_df, val_df, root = load_splits(cfg)
     if val_df["label"].nunique() < 2:
         raise DataError(f"{cfg.manifest}: the {cfg.val_split!r} split needs real and fake images for the paired "

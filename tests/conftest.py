@@ -45,3 +45,35 @@ def vitl_clip():
 def _gradio_tmp(tmp_path, monkeypatch):
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+@pytest.fixture(scope="session")
+def dfdc_manifest(shared, tmp_path_factory) -> tuple[Path, Path]:
+    """A small balanced manifest of real DFDC crops with train/val/test by video: (csv, data_root)."""
+    from dfdet.data.manifest import scan_folder, write_manifest
+    root = shared / "datasets"
+    df = scan_folder(root)
+    df = df[df["dataset"] == "DFDC"]
+    parts = []
+    for label, g in df.groupby("label"):
+        g = g.sort_values("video").head(40).copy()
+        g["split"] = ["train"] * 24 + ["val"] * 8 + ["test"] * 8
+        parts.append(g)
+    import pandas as pd
+    path = tmp_path_factory.mktemp("manifest") / "dfdc.csv"
+    write_manifest(pd.concat(parts), path)
+    return path, root
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(dfdc_manifest, tmp_path_factory) -> Path:
+    """All four paper methods trained for a few steps on the tiny backbone: a checkpoints folder."""
+    from dfdet.config import BackboneConfig, TrainConfig
+    from dfdet.methods import PAPER_METHODS
+    from dfdet.train import train
+    out = tmp_path_factory.mktemp("checkpoints")
+    manifest, root = dfdc_manifest
+    for m in PAPER_METHODS:
+        train(TrainConfig(method=m, backbone=BackboneConfig(model=TINY_MODEL, pretrained=None), manifest=str(manifest),
+                          data_root=str(root), batch_size=16, epochs=2, lr=1e-3, out=str(out / m), device="cpu"))
+    return out

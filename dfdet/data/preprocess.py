@@ -102,7 +102,7 @@ def process_one(src: str, out_stem: str, cfg: PreprocessConfig) -> dict:
             width = max(3, len(str(max(planned, default=0))))
             items = ((f.index, f.faces) for f in iter_video_faces(
                 src_p, aligner, cfg.n_frames, cfg.every, cfg.max_frames, rec["seconds"], info, cfg.fast))
-            rec.update(fps=info.fps, video_frames=info.n_frames, planned=len(planned))
+            rec.update(fps=info.fps, video_frames=info.n_frames, planned=len(planned), capped=bool(capped))
             notes = [capped] if capped else []
         else:
             t = time.perf_counter()
@@ -164,12 +164,15 @@ class PreprocessReport:
         crops = sum(r["crops"] for r in self.records)
         no_face = sum(len(r["no_face_frames"]) for r in self.records)
         multi = sum(len(r["multi_face_frames"]) for r in self.records)
+        capped = sum(1 for r in self.records if r.get("capped"))
         done = len(self.records) - self.skipped
         lines = [f"{len(self.records)} inputs: {self.count('ok')} ok, {self.count('no_face')} without any face, "
                  f"{self.count('error')} errors ({self.skipped} skipped as already finished, {done} processed "
                  f"in {self.seconds:.1f} s)",
                  f"{frames} frames sampled, {crops} crops written, {no_face} frames without a face, "
                  f"{multi} frames with several faces"]
+        if capped:
+            lines.append(f"{capped} long video(s) were only read up to max_frames (see the report)")
         for r in self.records:
             if r["status"] != "ok":
                 lines.append(f"  {r['status']}: {r['input']}: {r['message']}")

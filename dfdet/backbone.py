@@ -80,6 +80,10 @@ def load_clip(cfg: BackboneConfig, device: str | torch.device = "cpu") -> Loaded
     if cfg.model not in open_clip.list_models():
         raise WeightsUnavailable(f"unknown open_clip model {cfg.model!r}; e.g. ViT-L-14, ViT-B-16, {TINY_MODEL}")
     path = resolve_weights_file(cfg)
+    if path and str(path).endswith(".safetensors"):
+        from .hub.imported import is_backbone_file, load_imported_backbone
+        if is_backbone_file(path):  # vision tower written by `dfdet import-checkpoint` (no text tower)
+            return load_imported_backbone(path, device, expect_model=cfg.model)
     pretrained = path or cfg.pretrained
     if pretrained is None:
         torch.manual_seed(cfg.seed)  # random init must be the same in every process

@@ -237,3 +237,27 @@ def test_meta_is_plain_json(tmp_path):
     assert meta["imported"]["epoch"] == 3 and meta["imported"]["global_step"] == 120
     assert meta["imported"]["lightning_version"] == "2.4.0" and len(meta["imported"]["sha256"]) == 64
     assert meta["config"]["loss"]["uniformity"] == 0.5
+
+
+def test_backbone_file_works_as_clip_weights(tmp_path, monkeypatch):
+    """--clip-weights / $DFDET_CLIP_WEIGHTS pointing at an imported backbone: no OpenAI download needed."""
+    from dfdet.backbone import WEIGHTS_ENV, load_clip
+    from dfdet.config import BackboneConfig
+    from dfdet.errors import WeightsUnavailable
+    model = PaperModel(normalize=False, ln_tuning=True, seed=10)
+    out = imported.write_imported(convert_paper(lightning_checkpoint(model, hyper_parameters(False, True, False))),
+                                  tmp_path / "p")
+    monkeypatch.setenv(WEIGHTS_ENV, str(out / BACKBONE_FILE))
+    clip = load_clip(BackboneConfig(model="dfdet-tiny-vit"))
+    assert clip.weights_id == read_meta(out)["backbone"]["weights"]
+    x = pixels(1)
+    with torch.no_grad():
+        pre = model.feature_extractor.base_model.model.vision_model  # the pre-trained tower, without the tuning
+        with model.feature_extractor.disable_adapter():
+            z_base = pre(pixel_values=x).pooler_output
+        z = build_model(clip, "linear_probe").backbone(x)
+    assert (z - z_base).abs().max().item() < TOL  # the backbone file holds the pre-trained LayerNorms
+    with pytest.raises(WeightsUnavailable, match="dfdet-tiny-vit backbone"):
+        load_clip(BackboneConfig(model="ViT-L-14"))
+    with pytest.raises(WeightsUnavailable, match="text tower"):
+        clip.model.encode_text(torch.zeros(1, 77, dtype=torch.long))

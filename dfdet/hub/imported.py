@@ -231,6 +231,15 @@ def write_imported(model: ImportedModel, out: str | Path, force: bool = False) -
     return out
 
 
+def is_backbone_file(path: str | Path) -> bool:
+    """Cheap header check: is this a dfdet backbone file (rather than a whole open_clip checkpoint)?"""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("format") == BACKBONE_FORMAT
+    except Exception:  # not safetensors at all
+        return False
+
+
 def backbone_file_info(path: str | Path) -> dict:
     path = Path(path)
     if path.is_dir():
@@ -253,8 +262,12 @@ def _text_tower_unused(*_args, **_kwargs):
                              "and must not be used; text-guided methods need real CLIP weights (--clip-weights)")
 
 
-def load_imported_backbone(path: str | Path, device: str | torch.device = "cpu") -> LoadedClip:
-    """A LoadedClip whose vision tower is an imported backbone file (text tower random and disabled)."""
+def load_imported_backbone(path: str | Path, device: str | torch.device = "cpu",
+                           expect_model: str | None = None) -> LoadedClip:
+    """A LoadedClip whose vision tower is an imported backbone file (text tower random and disabled).
+
+    `path` is the file or the checkpoint folder holding it; `expect_model`, if given, must be its architecture.
+    """
     import contextlib
     import io
 
@@ -263,6 +276,9 @@ def load_imported_backbone(path: str | Path, device: str | torch.device = "cpu")
     from ..backbone import _register_configs
     from safetensors.torch import load_file
     info = backbone_file_info(path)
+    if expect_model and expect_model != info["model"]:
+        raise WeightsUnavailable(f"{info['path']} holds a {info['model']} backbone, but {expect_model} was asked for; "
+                                 f"pass --model {info['model']}")
     _register_configs()
     torch.manual_seed(0)
     with contextlib.redirect_stderr(io.StringIO()):

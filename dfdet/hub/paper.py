@@ -4,8 +4,8 @@ Layout (yermandy/deepfake-detection, src/model and src/config):
   state_dict  feature_extractor = peft LN-tuning around a CLIPEncoder whose `vision_model` is the HF
               CLIP vision tower (and, in some versions, `visual_projection`); model = LinearProbe
               with `linear`. So keys look like
-              `feature_extractor.base_model.model.vision_model.encoder.layers.0.layer_norm1.ln_tuning_layers.default.weight`
-              and `model.linear.weight`.
+              `feature_extractor.base_model.model.vision_model.encoder.layers.0.layer_norm1`
+              + `.ln_tuning_layers.default.weight` (and `.base_layer.weight`), and `model.linear.weight`.
   hyper_parameters  the pydantic Config as a dict: `head` ("linear" | "LinearNorm"), `peft.ln_tuning.enabled`,
               `slerp_feature_augmentation`, `slerp_feature_augmentation_range`, `loss` weights, `backbone`
               (an HF hub name such as openai/clip-vit-large-patch14), `freeze_feature_extractor`, ...
@@ -86,7 +86,9 @@ def convert_paper(ckpt: dict, name: str = "model.ckpt") -> ImportedModel:
 
     prefix = find_tower_prefix(sd)
     tower = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-    proj_key = prefix[: -len("vision_model.")] + "visual_projection.weight" if prefix.endswith("vision_model.") else None
+    proj_key = None  # CLIPEncoder keeps `visual_projection` next to `vision_model` in some versions
+    if prefix.endswith("vision_model."):
+        proj_key = prefix[: -len("vision_model.")] + "visual_projection.weight"
     projection = sd.get(proj_key) if proj_key else None
     head_missing = [k for k in HEAD_KEYS if k not in sd]
     known = {prefix + k for k in tower} | set(HEAD_KEYS) | ({proj_key} if projection is not None else set())

@@ -200,13 +200,19 @@ def test_bank_and_evaluate_serve_the_trained_model(trained, tmp_path):
     assert z.shape == (8, 32)
 
 
-def test_frozen_text_variant_trains_the_image_encoder_only(dfdc_manifest, tmp_path):
-    cfg = tiny_train_cfg(dfdc_manifest, tmp_path / "frozen", train_text=False, epochs=1, max_steps=1)
+def test_frozen_text_variant_with_own_descriptions(dfdc_manifest, tmp_path, caplog):
+    (tmp_path / "desc").mkdir()
+    (tmp_path / "desc" / "real.txt").write_text("A photo of a real face.\nAn unedited portrait.\n")
+    (tmp_path / "desc" / "fake.txt").write_text("A face-swapped video frame.\n")
+    cfg = tiny_train_cfg(dfdc_manifest, tmp_path / "frozen", train_text=False, epochs=1, max_steps=1,
+                         descriptions=str(tmp_path / "desc"))
     folder = train_textguided(cfg)
+    assert "trains with" in caplog.text  # not the registered set: said once, at the start
     tensors = load_tensors(folder)
     assert tensors and all(k.startswith("clip.visual.") for k in tensors)
-    base = build_text_model(load_clip(cfg.backbone), "textguided_1desc")
     tuned = load_text_checkpoint(folder, load_clip(cfg.backbone))
+    assert tuned.descriptions.real == ("A photo of a real face.", "An unedited portrait.")
+    base = build_text_model(load_clip(cfg.backbone), "textguided_1desc", descriptions=tuned.descriptions)
     torch.testing.assert_close(tuned.text_features(), base.text_features())
     assert not torch.equal(tuned.clip.visual.conv1.weight, base.clip.visual.conv1.weight)
 

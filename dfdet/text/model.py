@@ -144,12 +144,17 @@ def build_text_model(clip: LoadedClip, spec: MethodSpec | str, share: bool | Non
 def load_text_checkpoint(folder: str | Path, clip: LoadedClip, device: str | torch.device = "cpu") -> TextDetector:
     """A text-guided checkpoint with the descriptions it was trained with (kept in its metadata)."""
     from ..checkpoint import apply_overlay, check_compatible, load_tensors, read_meta
-    from .descriptions import Descriptions as D
+    from ..errors import CheckpointError
     meta = read_meta(folder)
     check_compatible(meta, clip.config.model, clip.weights_id, folder)
-    spec = get_method(meta.get("method", ""))
+    try:
+        spec = get_method(meta.get("method", ""))
+    except KeyError as err:
+        raise CheckpointError(f"{folder}: {err.args[0]}") from None
+    if spec.family != "text":
+        raise CheckpointError(f"{folder} holds {spec.name}, not a text method; load it with dfdet.model.build_model")
     saved = meta.get("descriptions")
-    desc = D(name=saved["name"], real=tuple(saved["real"]), fake=tuple(saved["fake"])) if saved else None
+    desc = Descriptions(name=saved["name"], real=tuple(saved["real"]), fake=tuple(saved["fake"])) if saved else None
     model = build_text_model(clip, spec, descriptions=desc, top_k=(meta.get("config") or {}).get("top_k"))
     apply_overlay(model, load_tensors(folder), folder)
     return model.to(device).eval()

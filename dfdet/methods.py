@@ -78,22 +78,21 @@ def list_methods(family: str | None = None) -> list[str]:
     return [n for n, s in METHODS.items() if family is None or s.family == family]
 
 # -- text family (companion thesis "Text guided face forgery detection"); built by dfdet.text ----
-for _n, _label, _set in (("1desc", "1 description", "1desc"), ("10desc", "10 descriptions", "10desc"),
-                         ("550desc", "550 descriptions", "550desc")):
+for _n, _label, _set in (("1desc", "1 desc", "1desc"), ("10desc", "10 desc", "10desc"),
+                         ("550desc", "550 desc", "550desc")):
     register(MethodSpec(
         name=f"zeroshot_{_n}",
-        label=f"Zero-shot CLIP ({_label})",
+        label=f"Zero-shot ({_label})",
         description="Untrained CLIP: softmax over the mean similarity to the real vs the fake descriptions "
                     f"(thesis set {_set}).",
         trains="none",
         family="text",
         defaults={"descriptions": _set, "top_k": 0},
     ))
-for _n, _label, _set, _lr in (("1desc", "1 description", "1desc", 6e-7),
-                              ("10desc", "10 descriptions", "10desc", 8e-7)):
+for _n, _label, _set, _lr in (("1desc", "1 desc", "1desc", 6e-7), ("10desc", "10 desc", "10desc", 8e-7)):
     register(MethodSpec(
         name=f"textguided_{_n}",
-        label=f"Text-guided CLIP ({_label})",
+        label=f"Text-guided ({_label})",
         description="Both CLIP encoders fine-tuned with a paired contrastive loss: each (real, fake) image pair "
                     f"against one real and one fake description (thesis set {_set}).",
         trains="encoders",

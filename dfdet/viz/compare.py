@@ -1,0 +1,91 @@
+"""The Compare view's numbers: one probability row per method, for an image or a whole video."""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from ..inference import DetectorBank
+
+THRESHOLD = 0.5  # p_fake at or above this is called fake
+TABLE_COLUMNS = ["method", "p_real", "p_fake", "verdict", "trainable params", "status"]
+DEMO_VERDICT = " (meaningless: demo)"
+
+
+@dataclass
+class Prediction:
+    """What Compare shows for one input: the face(s) scored and one table row per method."""
+    table: pd.DataFrame  # TABLE_COLUMNS; p_* are NaN for methods without a checkpoint
+    crops: list[Image.Image]  # the aligned faces that were scored (one per video frame for videos)
+    message: str  # face-detection notes, what is missing, demo warning
+    demo: bool  # scores come from a random-weight backbone
+    times: np.ndarray | None = None  # video: timestamp (s) of each scored frame
+    frame_scores: dict[str, np.ndarray] = field(default_factory=dict)  # video: label -> per-frame p_fake
+
+
+def verdict(p: float, demo: bool, threshold: float = THRESHOLD) -> str:
+    v = "fake" if p >= threshold else "real"
+    return v + DEMO_VERDICT if demo else v
+
+
+def score_table(bank: DetectorBank, scores: dict[str, float]) -> pd.DataFrame:
+    """Every bank entry as a row: scored ones with p_real/p_fake/verdict, the rest with their status."""
+    rows = []
+    for name, entry in bank.entries.items():
+        p = scores.get(name)
+        status = "ready" if entry.status == "ready" else entry.message
+        if p is None:
+            rows.append({"method": entry.label, "p_real": np.nan, "p_fake": np.nan, "verdict": "",
+                         "trainable params": entry.trainable_params or None, "status": status})
+        else:
+            rows.append({"method": entry.label, "p_real": round(1 - float(p), 4), "p_fake": round(float(p), 4),
+                         "verdict": verdict(float(p), bank.demo), "trainable params": entry.trainable_params,
+                         "status": status})
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def predict_faces(bank: DetectorBank, faces: list[Image.Image], batch: int = 16) -> dict[str, np.ndarray]:
+    """p_fake per ready method for each face (batched so long videos do not hold every frame's tensor)."""
+    out: dict[str, list[np.ndarray]] = {n: [] for n in bank.ready}
+    for s in range(0, len(faces), batch):
+        probs = bank.predict(bank.preprocess(faces[s:s + batch]))
+        for n, p in probs.items():
+            out[n].append(p)
+    return {n: np.concatenate(v) for n, v in out.items() if v}
+
+
+def image_prediction(bank: DetectorBank, face: Image.Image, message: str = "") -> Prediction:
+    probs = predict_faces(bank, [face])
+    table = score_table(bank, {n: float(p[0]) for n, p in probs.items()})
+    return Prediction(table=table, crops=[face], message=message, demo=bank.demo)
+
+
+def video_prediction(bank: DetectorBank, faces: list[Image.Image], times: np.ndarray,
+                     message: str = "") -> Prediction:
+    """Per-frame scores and the video-level score: the mean p_fake over frames (as in the metrics)."""
+    probs = predict_faces(bank, faces)
+    table = score_table(bank, {n: float(np.mean(p)) for n, p in probs.items()})
+    table.insert(1, "frames", [len(faces) if not np.isnan(v) else 0 for v in table["p_fake"]])
+    frame_scores = {bank.entries[n].label: p for n, p in probs.items()}
+    return Prediction(table=table, crops=faces, message=message, demo=bank.demo, times=np.asarray(times),
+                      frame_scores=frame_scores)
+
+
+def table_csv(table: pd.DataFrame, demo: bool, folder: str | Path | None = None, stem: str = "dfdet_scores") -> Path:
+    """The table as a CSV file for download; demo tables say they are meaningless in a first column."""
+    folder = Path(folder or tempfile.gettempdir()) / "dfdet_exports"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = table.copy()
+    if demo:
+        out.insert(0, "note", "DEMO: random-weight backbone, scores are meaningless")
+    path = folder / f"{stem}_{time.strftime('%Y%m%d-%H%M%S')}_{os.getpid()}_{time.perf_counter_ns() % 10**6}.csv"
+    tmp = path.with_suffix(".tmp")
+    out.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,182 @@
+"""Plotly figures for the dashboard. Each takes plain arrays/tables and returns a go.Figure.
+
+When the scores come from a random-weight backbone (demo mode) every figure carries that in its
+title, so a screenshot can never be mistaken for a detection result.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+DEMO_NOTE = "DEMO: random-weight backbone, scores are meaningless"
+CLASS_NAMES = {0: "real", 1: "fake"}
+CLASS_COLORS = {"real": "#1f77b4", "fake": "#d62728", "correct": "#2ca02c", "wrong": "#ff7f0e"}
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf")
+
+
+def _l(a) -> list:
+    """Plain lists, not plotly's base64 typed arrays: the API's JSON stays readable for gradio_client users."""
+    return np.asarray(a).tolist()
+
+
+def _title(text: str, demo: bool) -> dict:
+    if demo:
+        text = f"{text}<br><span style='color:#b00020;font-size:12px'>{DEMO_NOTE}</span>"
+    return {"text": text, "x": 0.01, "xanchor": "left"}
+
+
+def _layout(fig: go.Figure, title: str, demo: bool, **kw) -> go.Figure:
+    fig.update_layout(title=_title(title, demo), template="plotly_white", margin=dict(l=50, r=20, t=70, b=45),
+                      legend=dict(orientation="v"), **kw)
+    return fig
+
+
+def empty_figure(message: str) -> go.Figure:
+    """A blank figure that says why there is nothing to show."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font=dict(size=14))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(template="plotly_white", height=300, margin=dict(l=10, r=10, t=10, b=10))
+    return fig
+
+
+def probability_bars(table: pd.DataFrame, demo: bool) -> go.Figure:
+    """p_fake per method (rows with a score), with the 0.5 decision line."""
+    scored = table.dropna(subset=["p_fake"])
+    if scored.empty:
+        return empty_figure("No method has a score: see the table for what is missing.")
+    fig = go.Figure(go.Bar(x=_l(scored["method"]), y=_l(scored["p_fake"]), marker_color=[
+        CLASS_COLORS["fake"] if p >= 0.5 else CLASS_COLORS["real"] for p in scored["p_fake"]],
+        text=[f"{p:.3f}" for p in scored["p_fake"]], textposition="outside",
+        hovertemplate="%{x}<br>p_fake %{y:.4f}<extra></extra>"))
+    fig.add_hline(y=0.5, line_dash="dot", line_color="#555", annotation_text="0.5")
+    return _layout(fig, "p(fake) per method", demo, yaxis=dict(range=[0, 1.08], title="p(fake)"), height=340)
+
+
+def frame_timeline(times: np.ndarray, scores: dict[str, np.ndarray], demo: bool) -> go.Figure:
+    """Per-frame p_fake over time, one line per method."""
+    fig = go.Figure()
+    for i, (label, p) in enumerate(scores.items()):
+        fig.add_trace(go.Scatter(x=_l(times), y=_l(p), mode="lines+markers", name=label,
+                                 line=dict(color=PALETTE[i % len(PALETTE)]),
+                                 hovertemplate=f"{label}<br>t=%{{x:.2f}} s<br>p_fake %{{y:.4f}}<extra></extra>"))
+    fig.add_hline(y=0.5, line_dash="dot", line_color="#555")
+    return _layout(fig, "p(fake) per frame", demo, xaxis=dict(title="time (s)"),
+                   yaxis=dict(range=[0, 1], title="p(fake)"), height=340)
+
+
+def roc_figure(curves: list[dict], demo: bool, threshold: float | None = None) -> go.Figure:
+    """ROC curves; each curve dict has name, fpr, tpr, thresholds, auroc. AUROC goes in the legend."""
+    if not curves:
+        return empty_figure("Pick at least one method and one dataset.")
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dash", color="#aaa"),
+                             name="chance (AUROC 0.500)", hoverinfo="skip"))
+    for i, c in enumerate(curves):
+        color = PALETTE[i % len(PALETTE)]
+        thr = np.array([np.inf if t is None else t for t in c["thresholds"]], dtype=float)
+        fig.add_trace(go.Scatter(
+            x=_l(c["fpr"]), y=_l(c["tpr"]), mode="lines", line=dict(color=color, shape="hv"),
+            name=f"{c['name']} (AUROC {c['auroc']:.3f})", customdata=_l(np.where(np.isfinite(thr), thr, 1.0)),
+            hovertemplate="FPR %{x:.3f}<br>TPR %{y:.3f}<br>threshold %{customdata:.3f}<extra></extra>"))
+        if threshold is not None:
+            j = operating_point(thr, threshold)
+            fig.add_trace(go.Scatter(x=[float(c["fpr"][j])], y=[float(c["tpr"][j])], mode="markers", showlegend=False,
+                                     marker=dict(size=11, color=color, line=dict(color="black", width=1)),
+                                     hovertemplate=f"threshold {threshold:.2f}<br>FPR %{{x:.3f}}<br>"
+                                                   "TPR %{y:.3f}<extra></extra>"))
+    return _layout(fig, "ROC", demo, xaxis=dict(title="false positive rate", range=[0, 1]),
+                   yaxis=dict(title="true positive rate", range=[0, 1.02], scaleanchor="x"), height=480)
+
+
+def operating_point(thresholds: np.ndarray, threshold: float) -> int:
+    """Index of the ROC point for `score >= threshold`: the last curve threshold still >= it."""
+    ok = np.nonzero(np.asarray(thresholds, dtype=float) >= threshold)[0]
+    return int(ok[-1]) if len(ok) else 0
+
+
+def color_groups(df: pd.DataFrame, color_by: str, score_col: str | None, threshold: float = 0.5) -> pd.Series:
+    """The group each point is coloured by: label, dataset, source, or correct/wrong."""
+    if color_by == "label":
+        return df["label"].astype(int).map(CLASS_NAMES)
+    if color_by == "correct":
+        if score_col is None:
+            return pd.Series(["unknown"] * len(df), index=df.index)
+        pred = (df[score_col].to_numpy() >= threshold).astype(int)
+        return pd.Series(np.where(pred == df["label"].astype(int).to_numpy(), "correct", "wrong"), index=df.index)
+    return df[color_by].astype(str)
+
+
+def sphere_figure(coords: np.ndarray, df: pd.DataFrame, groups: pd.Series, hover: list[str],
+                  thumbs: list[str] | None, demo: bool, title: str,
+                  path: np.ndarray | None = None, path_t: np.ndarray | None = None,
+                  path_p: np.ndarray | None = None, ends: tuple[int, int] | None = None) -> go.Figure:
+    """Scatter of the projected embeddings (2-D or 3-D); optional SLERP path drawn on top.
+
+    customdata holds [row, thumbnail data-URI] per point: the app's hover script shows the face.
+    """
+    dims = coords.shape[1]
+    fig = go.Figure()
+    rows = np.arange(len(df))
+    names = sorted(groups.unique(), key=str)
+    for i, name in enumerate(names):
+        m = (groups == name).to_numpy()
+        color = CLASS_COLORS.get(name, PALETTE[i % len(PALETTE)])
+        custom = np.stack([rows[m].astype(str), np.array(thumbs, dtype=object)[m] if thumbs else
+                           np.full(m.sum(), "", dtype=object)], axis=1).tolist()
+        text = [hover[j] for j in rows[m]]
+        common = dict(name=f"{name} ({m.sum()})", mode="markers", customdata=custom, text=text,
+                      hovertemplate="%{text}<extra></extra>")
+        if dims == 3:
+            fig.add_trace(go.Scatter3d(x=_l(coords[m, 0]), y=_l(coords[m, 1]), z=_l(coords[m, 2]),
+                                       marker=dict(size=3, color=color, opacity=0.75), **common))
+        else:
+            fig.add_trace(go.Scattergl(x=_l(coords[m, 0]), y=_l(coords[m, 1]),
+                                       marker=dict(size=6, color=color, opacity=0.75), **common))
+    if path is not None:
+        label = [f"t={t:.2f}" + (f"<br>p_fake {p:.3f}" if p is not None and np.isfinite(p) else "")
+                 for t, p in zip(path_t, path_p if path_p is not None else [None] * len(path_t))]
+        line = dict(mode="lines+markers", name="SLERP path", text=label, hovertemplate="%{text}<extra></extra>")
+        marker = dict(size=4 if dims == 3 else 6, color=_l(path_p) if path_p is not None else "#111",
+                      colorscale="RdBu_r", cmin=0, cmax=1, showscale=path_p is not None,
+                      colorbar=dict(title="p_fake", len=0.5))
+        if dims == 3:
+            fig.add_trace(go.Scatter3d(x=_l(path[:, 0]), y=_l(path[:, 1]), z=_l(path[:, 2]), line=dict(color="#111", width=4),
+                                       marker=marker, **line))
+        else:
+            fig.add_trace(go.Scatter(x=_l(path[:, 0]), y=_l(path[:, 1]), line=dict(color="#111", width=2),
+                                     marker=marker, **line))
+        if ends is not None:
+            ex, ey = [float(path[0, 0]), float(path[-1, 0])], [float(path[0, 1]), float(path[-1, 1])]
+            kw = dict(mode="markers+text", text=["A", "B"], textposition="top center", name="A / B",
+                      marker=dict(size=14 if dims == 2 else 7, symbol="diamond", color="#ffd400",
+                                  line=dict(color="black", width=1)), hoverinfo="skip")
+            if dims == 3:
+                fig.add_trace(go.Scatter3d(x=ex, y=ey, z=[float(path[0, 2]), float(path[-1, 2])], **kw))
+            else:
+                fig.add_trace(go.Scatter(x=ex, y=ey, **kw))
+    fig = _layout(fig, title, demo, height=560, hovermode="closest", dragmode="zoom" if dims == 2 else "orbit")
+    if dims == 2:
+        fig.update_xaxes(showticklabels=False, title="UMAP 1")
+        fig.update_yaxes(showticklabels=False, title="UMAP 2")
+    return fig
+
+
+def slerp_curve(t: np.ndarray, p: np.ndarray | None, label: str, demo: bool,
+                recorded: tuple[float, float] | None = None, message: str = "") -> go.Figure:
+    """p_fake of the method's head along the path; the run's recorded scores of A and B as markers."""
+    if p is None:
+        return empty_figure(message or "No head available for this method.")
+    fig = go.Figure(go.Scatter(x=_l(t), y=_l(p), mode="lines+markers", name=f"{label} head on slerp(A, B, t)",
+                               line=dict(color="#111"), hovertemplate="t=%{x:.2f}<br>p_fake %{y:.4f}<extra></extra>"))
+    if recorded is not None:
+        fig.add_trace(go.Scatter(x=[0, 1], y=list(recorded), mode="markers+text", text=["A", "B"],
+                                 textposition="top center", name="recorded in the run",
+                                 marker=dict(size=12, symbol="diamond-open", color="#ff7f0e", line=dict(width=2))))
+    fig.add_hline(y=0.5, line_dash="dot", line_color="#555")
+    return _layout(fig, "p(fake) along the great circle A → B", demo, xaxis=dict(title="t", range=[-0.02, 1.02]),
+                   yaxis=dict(title="p(fake)", range=[0, 1]), height=380)

@@ -1,0 +1,87 @@
+"""Builders for the dashboard tests: tiny checkpoints, a small manifest of real faces, a real run.
+
+The run is made by `dfdet.evaluate` on the tiny random-weight backbone over faces from ../shared,
+so the views are exercised on genuine artifacts (whose scores are, of course, meaningless).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dfdet.artifacts import PRED_PREFIX, write_run
+from dfdet.backbone import LoadedClip, VisionBackbone, weights_id
+from dfdet.checkpoint import save_checkpoint
+from dfdet.data.manifest import scan_folder, write_manifest
+from dfdet.methods import PAPER_METHODS, get_method
+from dfdet.metrics import metric_table
+from dfdet.model import Detector, trainable_count, trainable_state
+
+
+def make_checkpoints(clip: LoadedClip, folder: Path, methods=PAPER_METHODS, seed: int = 0) -> Path:
+    """One checkpoint per method: seeded random head, LayerNorms nudged so the methods differ."""
+    for i, name in enumerate(methods):
+        spec = get_method(name)
+        torch.manual_seed(seed + i)
+        det = Detector(VisionBackbone(clip.model.visual), spec)
+        state = {k: v.clone() for k, v in trainable_state(det).items()}
+        for k in state:
+            state[k] = state[k] + 0.3 * torch.randn_like(state[k])
+        meta = {"method": name, "label": spec.label,
+                "backbone": {"model": clip.config.model, "weights": weights_id(clip.config)},
+                "trainable_params": trainable_count(det)}
+        save_checkpoint(folder / name, state, meta)
+    return folder
+
+
+def make_manifest(shared: Path, out: Path) -> Path:
+    """About 50 real faces: all of FF and CDFv2 (4 frames per video), 8 + 8 from DFDC."""
+    df = scan_folder(shared / "datasets")
+    parts = [df[df["dataset"].isin(["FF", "CDFv2"])]]
+    dfdc = df[df["dataset"] == "DFDC"]
+    parts += [dfdc[dfdc["label"] == c].head(8) for c in (0, 1)]
+    small = pd.concat(parts).reset_index(drop=True)
+    small["split"] = "test"
+    return write_manifest(small, out)
+
+
+def make_real_run(clip: LoadedClip, shared: Path, tmp: Path) -> tuple[Path, Path, Path]:
+    """(run folder, checkpoints folder, manifest) from dfdet.evaluate on the tiny backbone."""
+    from dfdet.evaluate import EvalConfig, evaluate
+    from dfdet.inference import DetectorBank
+    ckpt = make_checkpoints(clip, tmp / "checkpoints")
+    manifest = make_manifest(shared, tmp / "manifest.csv")
+    bank = DetectorBank(clip, ckpt, list(PAPER_METHODS))
+    run = evaluate(EvalConfig(manifest=str(manifest), data_root=str(shared / "datasets"), split="test",
+                              checkpoints=str(ckpt), backbone=clip.config, batch_size=32,
+                              out=str(tmp / "runs" / "tiny_eval")), bank=bank)
+    return run, ckpt, manifest
+
+
+def make_synthetic_run(folder: Path, n: int = 40, dim: int = 16, seed: int = 0, demo: bool = False,
+                       methods=("linear_probe", "ln_norm")) -> Path:
+    """A run with controlled scores: p_fake of row i for method m is known to the test."""
+    rng = np.random.default_rng(seed)
+    label = np.array([i % 2 for i in range(n)])
+    preds = pd.DataFrame({"path": [f"DS{i % 2}/src{label[i]}/v{i}/0.png" for i in range(n)],
+                          "dataset": [f"DS{i % 2}" for i in range(n)],
+                          "source": ["real" if c == 0 else "fake" for c in label],
+                          "video": [f"v{i // 2}" for i in range(n)], "label": label, "split": "test"})
+    emb = {}
+    for j, m in enumerate(methods):
+        # scores: mostly right, with a few confident mistakes at known rows
+        p = np.where(label == 1, rng.uniform(0.55, 0.95, n), rng.uniform(0.05, 0.45, n))
+        p[0] = 0.99 if label[0] == 0 else p[0]  # row 0 is real: a confident false positive
+        p[1] = 0.01  # row 1 is fake: a confident false negative
+        if j == 1:
+            p[2] = 1 - p[2]  # row 2: the two methods disagree
+        preds[PRED_PREFIX + m] = p.round(6)
+        z = rng.normal(size=(n, dim)) + label[:, None] * 2.0
+        norm = np.linalg.norm(z, axis=1)
+        emb[m] = (z / norm[:, None], norm)
+    metrics, roc = metric_table(preds, list(methods))
+    info = {"backbone": {"model": "synthetic", "weights": "none"}, "demo": demo, "data_root": str(folder / "faces"),
+            "threshold": 0.5, "methods": {m: {"method": m, "label": get_method(m).label} for m in methods}}
+    return write_run(folder, info, preds, metrics, roc, emb)

@@ -65,7 +65,7 @@ def _save_atomic(image, path: Path, ext: str) -> None:
     if ext == "jpg":
         image.save(tmp, format="JPEG", quality=95)
     else:
-        image.save(tmp, format="PNG")
+        image.save(tmp, format="PNG", compress_level=1)  # lossless either way; level 6 is 4x slower for 8% less
     os.replace(tmp, path)
 
 

@@ -261,3 +261,23 @@ def test_backbone_file_works_as_clip_weights(tmp_path, monkeypatch):
         load_clip(BackboneConfig(model="ViT-L-14"))
     with pytest.raises(WeightsUnavailable, match="text tower"):
         clip.model.encode_text(torch.zeros(1, 77, dtype=torch.long))
+
+
+def test_vit_l14_import_shapes_give_the_paper_parameter_counts():
+    """On the paper's ViT-L/14 shapes (meta tensors, no memory): arch found by name and shape, exact counts."""
+    import open_clip
+
+    from dfdet.hf_convert import hf_shape, open_clip_to_hf
+    from dfdet.hub.imported import ImportedModel, infer_arch, overlay_of
+    with torch.device("meta"):
+        visual = open_clip.create_model("ViT-L-14", pretrained=None, force_quick_gelu=True, device="meta").visual
+    tower, projection = open_clip_to_hf(visual.state_dict())
+    shape = hf_shape(tower, projection)
+    assert infer_arch(shape, "openai/clip-vit-large-patch14") == "ViT-L-14" == infer_arch(shape, None)
+    head = (torch.empty(2, 1024, device="meta"), torch.empty(2, device="meta"))
+    expected = {"linear_probe": 2_050, "ln_tuning": 104_450, "ln_norm": 104_450, "ln_norm_slerp": 104_450}
+    for name, count in expected.items():
+        model = ImportedModel(visual=visual.state_dict(), tuned_ln={}, head_weight=head[0], head_bias=head[1],
+                              spec=get_method(name), arch="ViT-L-14", weights="openai", quick_gelu=True, config={},
+                              display_name="x", source="x")
+        assert sum(v.numel() for v in overlay_of(model).values()) == count, name

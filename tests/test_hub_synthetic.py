@@ -106,17 +106,29 @@ def hyper_parameters(normalize: bool, ln_tuning: bool, slerp: bool, backbone: st
     }
 
 
-def fake_paper_enum_module():
-    """A stand-in for the paper's `src.config` so a str-enum pickles under its real name."""
-    mod = types.ModuleType("src.config")
+def fake_paper_modules() -> dict[str, types.ModuleType]:
+    """Stand-ins for the paper's `src.config` and Lightning's AttributeDict, so objects pickle under real names."""
+    config = types.ModuleType("src.config")
 
     class Head(str, enum.Enum):
         Linear = "linear"
         LinearNorm = "LinearNorm"
 
     Head.__module__, Head.__qualname__ = "src.config", "Head"
-    mod.Head = Head
-    return mod
+    config.Head = Head
+    data = types.ModuleType("lightning.fabric.utilities.data")
+
+    class AttributeDict(dict):
+        def __getattr__(self, key):
+            return self[key]
+
+    AttributeDict.__module__, AttributeDict.__qualname__ = data.__name__, "AttributeDict"
+    data.AttributeDict = AttributeDict
+    mods = {"src": types.ModuleType("src"), "src.config": config}
+    parts = data.__name__.split(".")
+    mods.update({".".join(parts[:i]): types.ModuleType(".".join(parts[:i])) for i in range(1, len(parts))})
+    mods[data.__name__] = data
+    return mods
 
 
 def lightning_checkpoint(model: PaperModel, hp: dict) -> dict:
@@ -142,24 +154,25 @@ def lightning_checkpoint(model: PaperModel, hp: dict) -> dict:
 
 
 def save_paper_ckpt(path: Path, model: PaperModel, hp: dict, enum_head: bool = False) -> Path:
-    """torch.save like Lightning; with enum_head the head is the paper's str-enum member, as model_dump leaves it."""
+    """torch.save like Lightning. With enum_head, the head is the paper's str-enum member (as model_dump
+    leaves a default) and the hparams an AttributeDict, as some Lightning versions store them."""
     ckpt = lightning_checkpoint(model, hp)
-    if enum_head:
-        mod = fake_paper_enum_module()
-        saved = {k: sys.modules.get(k) for k in ("src", "src.config")}
-        sys.modules["src"] = types.ModuleType("src")
-        sys.modules["src.config"] = mod
-        try:
-            ckpt["hyper_parameters"] = {**hp, "head": mod.Head(hp["head"])}
-            torch.save(ckpt, path)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    sys.modules.pop(k, None)
-                else:
-                    sys.modules[k] = v
-    else:
+    if not enum_head:
         torch.save(ckpt, path)
+        return path
+    mods = fake_paper_modules()
+    saved = {k: sys.modules.get(k) for k in mods}
+    sys.modules.update(mods)
+    try:
+        attr_dict = mods["lightning.fabric.utilities.data"].AttributeDict
+        ckpt["hyper_parameters"] = attr_dict({**hp, "head": mods["src.config"].Head(hp["head"])})
+        torch.save(ckpt, path)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
     return path
 
 

@@ -36,9 +36,12 @@ class _EnumValue(str):
     """Stands in for the paper's str-enums (`src.config.Head` ...): unpickles to the plain value, runs nothing."""
 
 
-# The only non-container types a Lightning checkpoint of the paper's model is expected to name. pydantic's
-# model_dump() can leave the paper's str-enum defaults as enum members; they come back as plain strings.
+# The only non-container types a Lightning checkpoint of the paper's model is expected to name, each mapped
+# to a plain type that just holds data: pydantic's model_dump() can leave the paper's str-enum defaults as
+# enum members (-> str), and Lightning versions differ in whether hparams are an AttributeDict (-> dict).
 SAFE_GLOBALS = [(_EnumValue, f"src.config.{name}") for name in ("Head", "Backbone", "Optimizer", "InferenceStrategy")]
+SAFE_GLOBALS += [(dict, f"{module}.AttributeDict") for module in (
+    "lightning.fabric.utilities.data", "lightning_fabric.utilities.data", "pytorch_lightning.utilities.parsing")]
 
 
 def load_lightning_checkpoint(path: str | Path) -> dict:

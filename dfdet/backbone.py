@@ -33,6 +33,8 @@ def weights_id(cfg: BackboneConfig) -> str:
     """What the weights are (not where they are): checkpoints are only valid on the same id."""
     if cfg.pretrained:
         return cfg.pretrained
+    if cfg.weights:
+        return f"file:{Path(cfg.weights).name}"
     return f"random-init-seed{cfg.seed}"
 
 

@@ -48,11 +48,19 @@ class TrainConfig:
     out: str = "runs/train"  # run folder: checkpoint, resolved config, training log
 
 
-def _coerce(tp: Any, value: Any) -> Any:
+def _coerce(tp: Any, value: Any, key: str = "") -> Any:
+    """Coerce YAML/CLI values to the field's type (YAML reads '1e-4' as a string)."""
     if dataclasses.is_dataclass(tp) and isinstance(value, dict):
         return from_dict(tp, value)
     if isinstance(value, list) and getattr(tp, "__origin__", None) is tuple:
-        return tuple(value)
+        return tuple(float(v) if isinstance(v, str) else v for v in value)
+    try:
+        if tp is float and isinstance(value, (str, int)) and not isinstance(value, bool):
+            return float(value)
+        if tp is int and isinstance(value, str):
+            return int(value)
+    except ValueError:
+        raise ValueError(f"config field {key!r} expects {tp.__name__}, got {value!r}") from None
     return value
 
 
@@ -65,7 +73,7 @@ def from_dict(cls, data: dict) -> Any:
     obj = cls()
     hints = _type_hints(cls)
     for k, v in data.items():
-        setattr(obj, k, _coerce(hints[k], v))
+        setattr(obj, k, _coerce(hints[k], v, k))
     return obj
 
 

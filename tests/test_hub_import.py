@@ -281,3 +281,17 @@ def test_vit_l14_import_shapes_give_the_paper_parameter_counts():
                               spec=get_method(name), arch="ViT-L-14", weights="openai", quick_gelu=True, config={},
                               display_name="x", source="x")
         assert sum(v.numel() for v in overlay_of(model).values()) == count, name
+
+
+def test_text_methods_refuse_the_random_text_tower_of_an_imported_backbone(tmp_path):
+    """The bank over an imported backbone: text rows say why they cannot run, the rest still predicts."""
+    model = PaperModel(normalize=True, ln_tuning=True, seed=11)
+    imported.write_imported(convert_paper(lightning_checkpoint(model, hyper_parameters(True, True, False))),
+                            tmp_path / "checkpoints" / "paper")
+    bank = DetectorBank(load_imported_backbone(tmp_path / "checkpoints" / "paper"), tmp_path / "checkpoints")
+    text_rows = [e for e in bank.entries.values() if e.spec.family == "text" and e.status != "missing"]
+    if not text_rows:
+        pytest.skip("no untrained text methods are registered")
+    assert all(e.status == "error" and "text tower" in e.message for e in text_rows)
+    assert bank.ready == ["paper"]
+    assert set(bank.predict(pixels(1))) == {"paper"}

@@ -88,8 +88,10 @@ def model_card(meta: dict, repo_id: str | None = None) -> str:
         out.append("Not recorded in the checkpoint" + (" (the imported source ships none)." if meta.get("imported")
                                                        else "."))
     where = repo_id or "REPO_ID"
-    out += ["", "## Use", "", "```bash", f"dfdet pull {where} --out checkpoints/{where.split('/')[-1]}",
-            "dfdet predict --checkpoints checkpoints face.png", "```", "",
+    local = f"checkpoints/{where.split('/')[-1]}"
+    weights = f" --clip-weights {local}/{BACKBONE_FILE}" if meta.get("backbone_file") else ""
+    out += ["", "## Use", "", "```bash", f"dfdet pull {where} --out {local}",
+            f"dfdet predict --checkpoints checkpoints{weights} face.png", "```", "",
             "## Files", "", f"- `{WEIGHTS_FILE}`: the trained tensors (safetensors).",
             f"- `{META_FILE}`: what they are (method, backbone, config, metrics)."]
     if meta.get("backbone_file"):

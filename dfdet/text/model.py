@@ -128,6 +128,10 @@ def build_text_model(clip: LoadedClip, spec: MethodSpec | str, share: bool | Non
     other methods on the same backbone. `share=True` is for the trainer, which owns its CLIP.
     """
     spec = get_method(spec) if isinstance(spec, str) else spec
+    if getattr(clip.model, "text_tower_random", False):  # set by dfdet.hub.imported for vision-only backbones
+        from ..errors import WeightsUnavailable
+        raise WeightsUnavailable(f"{spec.label} needs CLIP's text tower, but this backbone was imported without one; "
+                                 "load real CLIP weights (--clip-weights or the openai tag) for text methods")
     if descriptions is None:
         descriptions = spec.defaults.get("descriptions", DEFAULT_DESCRIPTIONS)
     if not isinstance(descriptions, Descriptions):

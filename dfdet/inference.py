@@ -17,7 +17,7 @@ from .backbone import LoadedClip, VisionBackbone
 from .checkpoint import apply_overlay, check_compatible, load_tensors, read_meta
 from .errors import CheckpointError, DfdetError
 from .methods import METHODS, MethodSpec, get_method
-from .model import Detector, build_model, trainable_count
+from .model import CHECKPOINT_LOADERS, Detector, build_model, trainable_count
 
 PARAM_COUNTS_NOTE = "trainable parameters of the method on this backbone"
 
@@ -105,8 +105,13 @@ class DetectorBank:
                 entry.tensors = {k: v.to(self.device) for k, v in tensors.items()}
                 entry.trainable_params = trainable_count(probe)
             else:
-                model = build_model(self.clip, spec)
-                apply_overlay(model, tensors, folder)
+                build_model(self.clip, spec, only_register=True)
+                loader = CHECKPOINT_LOADERS.get(spec.family)
+                if loader is not None:
+                    model = loader(folder, self.clip, self.device)
+                else:
+                    model = build_model(self.clip, spec)
+                    apply_overlay(model, tensors, folder)
                 entry.model = model.to(self.device).eval()
                 entry.trainable_params = int(meta.get("trainable_params", trainable_count(model)))
             self.entries[name] = entry

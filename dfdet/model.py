@@ -63,10 +63,14 @@ def _build_ln(clip: LoadedClip, spec: MethodSpec) -> Detector:
 
 MODEL_BUILDERS["ln"] = _build_ln
 
+# Families whose checkpoints carry more than tensors (e.g. the descriptions a text model was trained
+# with) register a loader: (folder, clip, device) -> module with the checkpoint applied.
+CHECKPOINT_LOADERS: dict[str, Callable] = {}
 
-def build_model(clip: LoadedClip, method: str | MethodSpec) -> nn.Module:
+
+def build_model(clip: LoadedClip, method: str | MethodSpec, only_register: bool = False) -> nn.Module | None:
     spec = get_method(method) if isinstance(method, str) else method
     if spec.family not in MODEL_BUILDERS:
         import importlib
         importlib.import_module(f"dfdet.{spec.family}")  # a family module registers its builder on import
-    return MODEL_BUILDERS[spec.family](clip, spec)
+    return None if only_register else MODEL_BUILDERS[spec.family](clip, spec)

@@ -5,13 +5,14 @@ and, when the core trainer exists, its trainer (dfdet.train.TRAINERS["text"]).
 """
 from __future__ import annotations
 
-from ..model import MODEL_BUILDERS
+from ..model import CHECKPOINT_LOADERS, MODEL_BUILDERS
 from .descriptions import THESIS_SETS, Descriptions, from_files, load_descriptions
 from .model import TextDetector, build_text_model, load_text_checkpoint
 from .thesis import THESIS_REPORTED_AUROC, THESIS_TITLE
 from .train import TextTrainConfig, train_textguided
 
 MODEL_BUILDERS["text"] = build_text_model
+CHECKPOINT_LOADERS["text"] = load_text_checkpoint
 
 try:
     from ..train import TRAINERS

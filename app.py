@@ -22,7 +22,7 @@ from dfdet.backbone import TINY_MODEL
 from dfdet.config import BackboneConfig
 from dfdet.errors import DfdetError
 from dfdet.viz import about, plots, roc
-from dfdet.viz.compare import Prediction, table_csv
+from dfdet.viz.compare import TABLE_COLUMNS, Prediction, table_csv
 from dfdet.viz.media import IMAGE_EXTS, MAX_UPLOAD_MB, VIDEO_EXTS
 from dfdet.viz.session import COLOR_BY, SAMPLES, AppConfig, Session
 
@@ -210,11 +210,28 @@ def build_app(session: Session) -> gr.Blocks:
         row = rows.get(kind, [])[evt.index]
         return gr.Tabs(selected="compare"), f"run:{run}", row
 
+    def offer_demo() -> bool:
+        return s.status.mode == "none" and s.cfg.demo != "off"
+
+    def run_dropdowns():
+        return (*[gr.Dropdown(choices=run_names(), value=first_run())] * 3,
+                gr.Dropdown(choices=source_choices(), value=SAMPLES))
+
     @friendly
     def start_demo(progress=gr.Progress()):
         msg = s.enable_demo(progress=lambda m: progress(None, desc=m))
-        return (s.banner(), msg, gr.Row(visible=False), *[gr.Dropdown(choices=run_names(), value=first_run())] * 3,
-                gr.Dropdown(choices=source_choices(), value=SAMPLES))
+        return (s.banner(), msg, gr.Row(visible=offer_demo()), *run_dropdowns())
+
+    def refresh_status():
+        """Page load and, while models load, every few seconds: banner, demo offer, run lists."""
+        loading = s.status.mode == "loading"
+        return (s.banner(), gr.Row(visible=offer_demo()), gr.Timer(active=loading), *run_dropdowns())
+
+    def poll_status():
+        loading = s.status.mode == "loading"
+        if loading:
+            return s.banner(), gr.Row(), gr.Timer(active=True), *[gr.Dropdown()] * 4
+        return refresh_status()
 
     def source_choices() -> list[tuple[str, str]]:
         return [("sample faces", SAMPLES)] + [(f"run {s.run_label(n)}", f"run:{n}") for n in s.runs]
@@ -241,7 +258,8 @@ def build_app(session: Session) -> gr.Blocks:
         gr.Markdown("# dfdet: four CLIP methods side by side\nLinear probe, LN-tuning, LN + L2-norm and "
                     "LN + L2-norm + SLERP on the CLIP ViT-L/14 vision encoder (arXiv 2503.19683).")
         banner = gr.Markdown(s.banner(), elem_id="banner")
-        with gr.Row(visible=s.status.mode == "none" and s.cfg.demo != "off") as demo_row:
+        status_timer = gr.Timer(2.0, active=s.status.mode == "loading")
+        with gr.Row(visible=offer_demo()) as demo_row:
             demo_btn = gr.Button("Start demo mode (random weights: scores are meaningless)", variant="secondary")
         demo_msg = gr.Markdown()
 
@@ -272,14 +290,15 @@ def build_app(session: Session) -> gr.Blocks:
                         crops = gr.Gallery(label="Face(s) scored (aligned crop)", columns=8, height=180,
                                            allow_preview=True)
                         face_note = gr.Markdown()
-                        prob_table = gr.Dataframe(label="Probability per method", interactive=False, wrap=True)
+                        prob_table = gr.Dataframe(pd.DataFrame(columns=TABLE_COLUMNS), label="Probability per method",
+                                                  interactive=False, wrap=True)
                         csv_btn = gr.DownloadButton("Download table (CSV)", size="sm")
                         bars = gr.Plot(label="p(fake) per method")
                         timeline = gr.Plot(label="Video: p(fake) per frame")
                 compare_out = [crops, face_note, prob_table, bars, timeline, csv_btn]
 
             # ---------------------------------------------------------------- Hypersphere
-            with gr.Tab("Hypersphere", id="hypersphere"):
+            with gr.Tab("Hypersphere", id="hypersphere") as hs_tab:
                 with gr.Row():
                     hs_run = gr.Dropdown(run_names(), value=r0, label="Run")
                     hs_method = gr.Dropdown(m0, value=m0[-1][1] if m0 else None, label="Method")
@@ -311,7 +330,7 @@ def build_app(session: Session) -> gr.Blocks:
                 gr.Markdown(about.HYPERSPHERE_TEXT)
 
             # ---------------------------------------------------------------- ROC browser
-            with gr.Tab("ROC browser", id="roc"):
+            with gr.Tab("ROC browser", id="roc") as roc_tab:
                 with gr.Row():
                     roc_run = gr.Dropdown(run_names(), value=r0, label="Run")
                     roc_methods = gr.CheckboxGroup(m0, value=[m for _, m in m0], label="Methods")
@@ -323,11 +342,13 @@ def build_app(session: Session) -> gr.Blocks:
                 with gr.Row():
                     roc_plot = gr.Plot(label="ROC curves")
                     with gr.Column():
-                        roc_table = gr.Dataframe(label="Metrics (from the run)", interactive=False)
-                        roc_conf = gr.Dataframe(label="Confusion counts at the threshold", interactive=False)
+                        roc_table = gr.Dataframe(pd.DataFrame(columns=["method", "dataset", "n", *roc.METRIC_COLUMNS]),
+                                                 label="Metrics (from the run)", interactive=False)
+                        roc_conf = gr.Dataframe(pd.DataFrame(columns=["method", "dataset", "TP", "FP", "TN", "FN"]),
+                                                label="Confusion counts at the threshold", interactive=False)
 
             # ---------------------------------------------------------------- Errors
-            with gr.Tab("Errors", id="errors"):
+            with gr.Tab("Errors", id="errors") as er_tab:
                 with gr.Row():
                     er_run = gr.Dropdown(run_names(), value=r0, label="Run")
                     er_method = gr.Dropdown(m0, value=m0[0][1] if m0 else None, label="Method")
@@ -347,10 +368,8 @@ def build_app(session: Session) -> gr.Blocks:
             with gr.Tab("About", id="about"):
                 gr.Markdown(f"### The methods (from the registry)\nReproduces {about.PAPER}. Counts are exact: "
                             "each method's trainable set, counted on the architecture without loading weights.")
-                loaded = ({n: e.trainable_params for n, e in s.bank.entries.items() if e.status == "ready"}
-                          if s.bank else None)
-                gr.Dataframe(display_table(about.method_table("ViT-L-14", loaded)), interactive=False, wrap=True,
-                             label="Registered methods")
+                gr.Markdown(about.method_markdown("ViT-L-14"))
+                gr.Markdown(about.METHODS_TEXT)
                 paper = about.paper_results()
                 if paper is not None:
                     gr.Markdown("### The paper's reported numbers\nThese are **the paper's** numbers, as printed "
@@ -359,7 +378,6 @@ def build_app(session: Session) -> gr.Blocks:
                 else:
                     gr.Markdown("### The paper's reported numbers\nNot bundled with this build: see the tables of "
                                 "arXiv 2503.19683. Numbers this app measures are in the ROC browser, per run.")
-                gr.Markdown(about.HYPERSPHERE_TEXT)
 
         # ---- wiring (api_name values are the public API; keep them stable) ---------------------
         model_kw = dict(concurrency_limit=1, concurrency_id=MODEL_QUEUE)
@@ -373,6 +391,7 @@ def build_app(session: Session) -> gr.Blocks:
             **model_kw)
         row_btn.click(predict_sample, [face_src, face_row], compare_out, api_name="predict_sample", **model_kw)
 
+        roc_in = [roc_run, roc_methods, roc_ds, roc_level, roc_thr]
         hs_run.change(on_run_change, hs_run, hs_method, api_name="_hs_run", api_visibility="private")
         hs_btn.click(hypersphere, [hs_run, hs_method, hs_color, hs_dims], hs_plot, api_name="hypersphere")
         hs_click.change(point, [hs_run, hs_method, hs_click], [hs_image, hs_info, hs_row], api_name="_hs_click",
@@ -384,8 +403,16 @@ def build_app(session: Session) -> gr.Blocks:
         sl_btn.click(slerp_path, [hs_run, hs_method, sl_a, sl_b, hs_color, hs_dims], [hs_plot, sl_curve, sl_text],
                      api_name="slerp_path", **model_kw)
 
+        # First visit of a tab fills it (cached projections make this fast); later visits keep what is shown.
+        shown = gr.State(set())
+        hs_tab.select(first_visit("hs", hypersphere), [shown, hs_run, hs_method, hs_color, hs_dims], [hs_plot, shown],
+                      api_name="_hs_tab", api_visibility="private")
+        roc_tab.select(first_visit("roc", roc_view), [shown, *roc_in], [roc_plot, roc_table, roc_conf, shown],
+                       api_name="_roc_tab", api_visibility="private")
+        er_tab.select(first_visit("er", error_view), [shown, er_run, er_method, er_ds, er_thr],
+                      [er_fp, er_fn, er_dis, er_rows, er_note, shown], api_name="_er_tab", api_visibility="private")
+
         roc_run.change(on_roc_run, roc_run, [roc_methods, roc_ds], api_name="_roc_run", api_visibility="private")
-        roc_in = [roc_run, roc_methods, roc_ds, roc_level, roc_thr]
         roc_btn.click(roc_view, roc_in, [roc_plot, roc_table, roc_conf], api_name="roc")
         roc_thr.release(roc_view, roc_in, [roc_plot, roc_table, roc_conf], api_name="_roc_thr",
                         api_visibility="private")
@@ -401,9 +428,27 @@ def build_app(session: Session) -> gr.Blocks:
                 predict_sample, [face_src, face_row], compare_out, api_name=f"_open_{kind}_predict",
                 api_visibility="private", **model_kw)
 
-        demo_btn.click(start_demo, None, [banner, demo_msg, demo_row, hs_run, roc_run, er_run, face_src],
-                       api_name="start_demo", **model_kw)
+        run_lists = [hs_run, roc_run, er_run, face_src]
+        demo_btn.click(start_demo, None, [banner, demo_msg, demo_row, *run_lists], api_name="start_demo", **model_kw)
+        app.load(refresh_status, None, [banner, demo_row, status_timer, *run_lists], api_name="status")
+        status_timer.tick(poll_status, None, [banner, demo_row, status_timer, *run_lists], api_name="_poll",
+                          api_visibility="private")
     return app
+
+
+def first_visit(key: str, view):
+    """A tab.select handler: on the first visit (with a run to show) call `view`, then remember it."""
+    def handler(shown, *args):
+        n_out = {"hs": 1, "roc": 3, "er": 5}[key]
+        if key in shown or not args[0]:
+            return *[gr.update()] * n_out, shown
+        try:
+            out = view(*args)
+        except gr.Error:
+            return *[gr.update()] * n_out, shown
+        out = out if isinstance(out, tuple) else (out,)
+        return *out, shown | {key}
+    return handler
 
 
 def _selector(fn, kind: str):
@@ -444,7 +489,7 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
 
 
 def launch(app: gr.Blocks, **kw):
-    """Launch with the safety limits of a public app."""
+    """Launch with the safety limits of a public app: upload size, queue size, model concurrency."""
     app.queue(default_concurrency_limit=4, max_size=64)
     return app.launch(max_file_size=f"{MAX_UPLOAD_MB}mb", head=HEAD, css=CSS, show_error=True,
                       footer_links=["api"], **kw)
@@ -454,11 +499,14 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = parse_args(argv)
-    session = Session(config_from_args(args))
+    session = Session(config_from_args(args), load_models=False)
+    app = build_app(session)
+    launch(app, server_name=args.host, server_port=args.port, prevent_thread_lock=True)
+    # Slow work starts once the page is served: the banner follows the model loading.
+    session.load_models_async()
     if session.cfg.warm_up:
         session.start_warm_up()
-    log.info("%s", session.status.message)
-    launch(build_app(session), server_name=args.host, server_port=args.port)
+    app.block_thread()
 
 
 if __name__ == "__main__":

@@ -6,31 +6,18 @@ the tests check that every view returns what it promises and labels such scores 
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from dfdet.backbone import load_clip
 from dfdet.methods import PAPER_METHODS, get_method
 from dfdet.viz.plots import DEMO_NOTE
 from dfdet.viz.session import AppConfig, Session
 
-from test_app_helpers import make_real_run
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_app_module():
-    spec = importlib.util.spec_from_file_location("dfdet_app", ROOT / "app.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from test_app_helpers import load_app_module, make_real_run, start_app
 
 
 @pytest.fixture(autouse=True)
@@ -46,18 +33,9 @@ def env(tmp_path_factory, shared, tiny_cfg):
     mp = pytest.MonkeyPatch()
     mp.setenv("GRADIO_TEMP_DIR", str(tmp / "gradio"))
     mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-    run, ckpt, manifest = make_real_run(load_clip(tiny_cfg), shared, tmp)
-    clip = load_clip(tiny_cfg)  # a fresh model: a DetectorBank swaps LayerNorms of the model it wraps in place
-    cfg = AppConfig(runs=str(tmp / "runs"), checkpoints=str(ckpt), methods=list(PAPER_METHODS), backbone=tiny_cfg,
-                    cache_dir=str(tmp / "cache"), demo="off")
-    session = Session(cfg, clip=clip)
-    session.start_warm_up()
-    mod = load_app_module()
-    app = mod.build_app(session)
-    mod.launch(app, prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    app, session, run, mod = start_app(tmp, shared, tiny_cfg)
     client = Client(app.local_url, verbose=False, download_files=str(tmp / "downloads"))
     yield {"client": client, "session": session, "run": run.name, "tmp": tmp, "app": app, "mod": mod}
-    client.close() if hasattr(client, "close") else None
     app.close()
     mp.undo()
 
@@ -78,7 +56,7 @@ def title_of(fig: dict) -> str:
 def test_api_lists_every_endpoint(env):
     names = set(env["client"].view_api(print_info=False, return_format="dict")["named_endpoints"])
     expected = {"/predict_image", "/predict_video", "/random_face", "/predict_sample", "/hypersphere", "/point",
-                "/random_pair", "/slerp_path", "/roc", "/errors", "/start_demo"}
+                "/random_pair", "/slerp_path", "/roc", "/errors", "/start_demo", "/status"}
     assert expected <= names, expected - names
 
 
@@ -286,9 +264,7 @@ def test_app_without_weights_starts_explains_and_offers_demo(tmp_path, monkeypat
             raise WeightsUnavailable("CLIP weights for ViT-L-14 (pretrained='openai') are not on this machine")
         return real_load(cfg, device)
     monkeypatch.setattr(sess, "load_clip", no_weights)
-    clip = real_load(tiny_cfg)
-    run, ckpt, _ = make_real_run(clip, shared, tmp_path / "built")
-    clip = None
+    run, ckpt, _ = make_real_run(real_load(tiny_cfg), shared, tmp_path / "built")
     import dfdet.demo as demo_mod
 
     def fake_ensure_demo(root, progress=print, **kw):  # the real one trains for minutes; reuse the built assets
@@ -308,6 +284,25 @@ def test_app_without_weights_starts_explains_and_offers_demo(tmp_path, monkeypat
     assert "--clip-weights" in str(err.value)
     msg = s.enable_demo()
     assert "meaningless" in msg and s.status.mode == "demo"
-    assert s.run_is_demo(s.runs[run.name]) and "DEMO" in s.banner()
+    assert s.run_is_demo(s.runs["demo"]) and "DEMO" in s.banner()
     pred = s.analyse_sample("samples", 0)
     assert pred.demo and all("meaningless" in v for v in pred.table["verdict"])
+
+
+def test_status_endpoint_reports_the_models(env):
+    banner, *_ = env["client"].predict(api_name="/status")
+    assert "DEMO MODE" in banner and "meaningless" in banner
+    for label in (get_method(m).label for m in PAPER_METHODS):
+        assert label in banner
+
+
+def test_models_loading_in_the_background_are_reported_not_crashed(tmp_path, tiny_cfg):
+    s = Session(AppConfig(runs=str(tmp_path), backbone=tiny_cfg, cache_dir=str(tmp_path / "c"), demo="off",
+                          methods=list(PAPER_METHODS), checkpoints=str(tmp_path / "none")), load_models=False)
+    assert s.status.mode == "loading" and "Loading" in s.banner()
+    with pytest.raises(Exception, match="still loading"):
+        s.analyse_sample("samples", 0)
+    s.load_models_async().join(60)
+    assert s.status.mode == "demo"  # random weights: labelled as demo
+    assert all(e.status == "missing" and "dfdet train" in e.message for e in s.bank.entries.values())
+    assert "not trained yet" in s.banner() and "&lt;your manifest&gt;" in s.banner()

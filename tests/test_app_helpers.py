@@ -85,3 +85,29 @@ def make_synthetic_run(folder: Path, n: int = 40, dim: int = 16, seed: int = 0, 
     info = {"backbone": {"model": "synthetic", "weights": "none"}, "demo": demo, "data_root": str(folder / "faces"),
             "threshold": 0.5, "methods": {m: {"method": m, "label": get_method(m).label} for m in methods}}
     return write_run(folder, info, preds, metrics, roc, emb)
+
+
+def load_app_module():
+    """app.py as a module (it lives at the repo root, outside any package)."""
+    import importlib.util
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("dfdet_app", root / "app.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def start_app(tmp: Path, shared: Path, tiny_cfg):
+    """The dashboard on the tiny backbone with a real run, launched in-process: (app, session, run, module)."""
+    from dfdet.backbone import load_clip
+    from dfdet.viz.session import AppConfig, Session
+    run, ckpt, _ = make_real_run(load_clip(tiny_cfg), shared, tmp)
+    clip = load_clip(tiny_cfg)  # a fresh model: a DetectorBank swaps LayerNorms of the model it wraps in place
+    cfg = AppConfig(runs=str(tmp / "runs"), checkpoints=str(ckpt), methods=list(PAPER_METHODS), backbone=tiny_cfg,
+                    cache_dir=str(tmp / "cache"), demo="off")
+    session = Session(cfg, clip=clip)
+    session.start_warm_up()
+    mod = load_app_module()
+    app = mod.build_app(session)
+    mod.launch(app, prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    return app, session, run, mod

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from pathlib import Path
 
 import pandas as pd
 
 from ..methods import METHODS, PAPER_METHODS
+
+log = logging.getLogger(__name__)
 
 PAPER = "Yermakov, Cech, Matas: Unlocking the Hidden Potential of CLIP in Generalizable Deepfake Detection " \
         "(arXiv 2503.19683)"
@@ -20,24 +23,38 @@ TRAINS = {
     "none": "nothing (zero-shot)",
 }
 
+METHODS_TEXT = """\
+All four methods read the same feature: **z_cls**, the [CLS] token of CLIP's ViT-L/14 vision encoder
+after its last LayerNorm (`ln_post`), before CLIP's projection: 1024 numbers per face. A linear head
+turns it into p(real), p(fake).
+
+* **Linear probe** trains only the head. CLIP stays exactly as OpenAI trained it.
+* **LN-tuning** also trains the scale (gamma) and shift (beta) of every LayerNorm in the encoder:
+  about 0.03% of its weights. It re-weights the channels CLIP already has instead of overwriting
+  them, which is why it adapts without forgetting.
+* **LN + Norm** L2-normalises z_cls before the head, so every face is a point on the unit
+  hypersphere and only its direction can decide the class.
+* **LN + Norm + SLERP** replaces each training feature by a point on the great circle towards
+  another face of the same class (spherical interpolation), so the head also sees the space
+  *between* same-class faces, on the sphere.
+"""
+
 HYPERSPHERE_TEXT = """\
 **What you are looking at.** Each dot is one face of the run, placed by UMAP from the feature the
-method's head sees (z_cls, the [CLS] token after CLIP's last LayerNorm, 1024-d for ViT-L/14),
-L2-normalised so that all of them lie on the unit hypersphere.
+method's head sees (z_cls, 1024-d for ViT-L/14), L2-normalised so that all of them lie on the
+unit hypersphere. Compare methods on the same run:
 
-* **Linear probe** trains only the head: the features are CLIP's own, so real and fake faces are
-  mixed by identity, pose and lighting rather than by forgery.
-* **LN-tuning** retrains every LayerNorm's scale and shift (about 0.03% of the encoder). That
-  re-weights CLIP's existing channels without overwriting what it learnt, and the classes start to
-  pull apart.
-* **+ L2-norm** feeds the head the *direction* of z_cls only. The decision is then a cut through the
-  sphere, so the length of a feature can no longer carry a shortcut.
-* **+ SLERP** trains on points along great circles between two faces of the same class. Paths
-  between same-class faces should stay on their side of the boundary: pick two faces below and watch
-  p(fake) along the path. A straight line (mixup) would leave the sphere.
+* With the **linear probe** the features are CLIP's own; how well they separate real from fake
+  is what CLIP already knew.
+* **LN-tuning** changes the features themselves (the LayerNorms move), so the picture changes.
+* **+ L2-norm**: the head sees directions only, so the decision is a cut through the sphere and the
+  length of a feature cannot carry a shortcut.
+* **+ SLERP** trained on great-circle paths between same-class faces. Pick two faces of one class
+  (Random pair, same class) and look at p(fake) along the path; then a real and a fake face, and see
+  where the path crosses 0.5. A straight line between them (mixup) would leave the sphere.
 
-Path points are placed in the picture by their nearest faces (the picture is a 2-D/3-D map of a
-1024-d sphere, so treat distances as neighbourhoods, not geometry).
+Path points are placed in the picture by their nearest faces: the picture is a 2-D/3-D map of a
+1024-d sphere, so read it as neighbourhoods, not as distances.
 """
 
 
@@ -45,23 +62,33 @@ Path points are placed in the picture by their nearest faces (the picture is a 2
 def trainable_counts(model: str = "ViT-L-14") -> dict[str, int | None]:
     """Exact trainable-parameter count per registered method on `model`, built without weights.
 
-    The encoder is created on the meta device (no memory, no download) and each method's own
-    trainable set is counted, so the numbers are the library's, not a formula's.
+    The model is created on the meta device (no memory, no download) and each method is built by
+    the library's own builder, so the numbers are the library's trainable sets, not a formula.
     """
     import open_clip
     import torch
 
-    from ..backbone import VisionBackbone, _register_configs
-    from ..model import Detector, trainable_count
+    from ..backbone import LoadedClip, _register_configs
+    from ..config import BackboneConfig
+    from ..model import build_model, trainable_count
     _register_configs()
     with torch.device("meta"):
         clip = open_clip.create_model(model, pretrained=None, device="meta")
+    loaded = LoadedClip(clip, BackboneConfig(model=model, pretrained=None), None)
     out: dict[str, int | None] = {}
     for name, spec in METHODS.items():
-        if spec.family == "ln":
-            out[name] = trainable_count(Detector(VisionBackbone(clip.visual), spec))
-        else:
-            out[name] = None  # other families report their counts from their checkpoints
+        if not spec.trainable:
+            out[name] = 0
+            continue
+        if spec.family != "ln":  # other families set their trainable parts in their trainers: no honest count here
+            out[name] = None
+            continue
+        try:
+            with torch.device("meta"):
+                out[name] = trainable_count(build_model(loaded, spec))
+        except Exception as err:  # noqa: BLE001 - a method that cannot be built here shows no count
+            log.warning("no parameter count for %s: %s", name, err)
+            out[name] = None
     return out
 
 
@@ -76,9 +103,23 @@ def method_table(model: str = "ViT-L-14", loaded: dict[str, int] | None = None) 
                      "in the paper": "yes" if name in PAPER_METHODS else "no",
                      "description": spec.description})
     df = pd.DataFrame(rows)
+    df[f"trainable params ({model})"] = df[f"trainable params ({model})"].astype("Int64")
     if loaded:
         df["trainable params (loaded)"] = [loaded.get(n) for n in df["method"]]
     return df
+
+
+def method_markdown(model: str = "ViT-L-14") -> str:
+    """The registry as a Markdown table, counts with thousands separators."""
+    df = method_table(model)
+    col = f"trainable params ({model})"
+    lines = [f"| method | label | trains | L2-norm | SLERP | {col} | what it does |", "|---|---|---|---|---|--:|---|"]
+    for _, r in df.iterrows():
+        n = r[col]
+        count = "n/a" if pd.isna(n) else f"{int(n):,}"
+        lines.append(f"| `{r['method']}` | {r['label']} | {r['trains']} | {r['L2-norm']} | {r['SLERP']} | {count} | "
+                     f"{r['description']} |")
+    return "\n".join(lines)
 
 
 def paper_results(path: Path = PAPER_RESULTS_FILE) -> pd.DataFrame | None:

@@ -52,8 +52,13 @@ class AppConfig:
 
 @dataclass
 class ModelStatus:
-    mode: str  # "live" (real weights), "demo" (random-weight backbone), "none" (no model loaded)
+    mode: str  # "live" (real weights), "demo" (random-weight backbone), "loading", "none" (no model loaded)
     message: str  # what is loaded, or what is missing and how to provide it
+
+
+def md_escape(text: str) -> str:
+    """Messages hold placeholders like <manifest>; Markdown would swallow them as HTML tags."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def default_cache_dir() -> Path:
@@ -61,7 +66,8 @@ def default_cache_dir() -> Path:
 
 
 class Session:
-    def __init__(self, cfg: AppConfig, clip: LoadedClip | None = None):
+    def __init__(self, cfg: AppConfig, clip: LoadedClip | None = None, load_models: bool = True):
+        """load_models=False leaves the models to load_models_async(), so a server can answer first."""
         self.cfg = cfg
         self.cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
         self.umap = UmapCache(self.cache_dir / "umap")
@@ -69,15 +75,20 @@ class Session:
         self.bank: DetectorBank | None = None
         self.status = ModelStatus("none", "")
         self.runs: dict[str, Run] = {}
-        self._extra_runs: list[Path] = []
+        self._extra_runs: dict[str, Path] = {}  # name -> folder, runs outside cfg.runs (the demo run)
         self._emb: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._thumbs: dict[str, list[str]] = {}
         self._aligner = None
         self.warmup_done = threading.Event()
         self.warmup_seconds: float | None = None
-        self.load_models(clip)
         self.load_samples()
         self.reload_runs()
+        if load_models:
+            self.load_models(clip)
+        else:
+            self.status = ModelStatus("loading", f"loading {cfg.backbone.model} "
+                                                 f"({cfg.backbone.weights or cfg.backbone.pretrained or 'random'} "
+                                                 "weights; the first start downloads them when there is network)")
 
     # -- models --------------------------------------------------------------------------------
     def load_models(self, clip: LoadedClip | None = None) -> None:
@@ -90,6 +101,18 @@ class Session:
             return
         self._use_bank(DetectorBank(clip, self.cfg.checkpoints, self.cfg.methods or None, self.cfg.device),
                        self.cfg.checkpoints)
+
+    def load_models_async(self) -> threading.Thread:
+        """Load CLIP and the checkpoints in the background; views that need them say so until then."""
+        def work():
+            try:
+                self.load_models()
+            except Exception as err:  # noqa: BLE001 - any failure must end "loading" with a message
+                log.exception("model loading failed")
+                self.status = ModelStatus("none", f"loading the models failed: {type(err).__name__}: {err}")
+        th = threading.Thread(target=work, name="dfdet-load-models", daemon=True)
+        th.start()
+        return th
 
     def _use_bank(self, bank: DetectorBank, checkpoints: str | Path) -> None:
         self.bank = bank
@@ -114,6 +137,10 @@ class Session:
         """Build (or reuse) the tiny random-backbone demo and switch every view to it."""
         if self.status.mode == "live":
             return "Real CLIP weights are loaded; demo mode is not needed."
+        if self.status.mode == "loading":
+            raise DfdetError("the models are still loading; wait until the banner says what is available")
+        if self.status.mode == "demo":
+            return "Demo mode is already on: every score shown is meaningless (random-weight backbone)."
         try:
             from ..demo import ensure_demo
         except ImportError:
@@ -126,8 +153,7 @@ class Session:
                            assets.checkpoints_dir)
         if weights_msg:
             self.status.message += f". Real weights: {weights_msg}"
-        if assets.run_dir not in self._extra_runs:
-            self._extra_runs.append(Path(assets.run_dir))
+        self._extra_runs["demo"] = Path(assets.run_dir)
         self.reload_runs()
         if self.samples is None or self.samples.empty:
             self.load_samples()
@@ -140,19 +166,22 @@ class Session:
     def banner(self) -> str:
         """The line on top of every view: live, demo, or what is missing and how to fix it."""
         s = self.status
+        if s.mode == "loading":
+            return f"### Loading models…\n{s.message}. The run views already work."
         if s.mode == "live":
-            text = f"**Models:** {s.message}."
+            text = f"**Models:** {md_escape(s.message.rstrip('.'))}."
         elif s.mode == "demo":
             text = (f"### ⚠ DEMO MODE: every score is meaningless\nThe backbone has random weights; the checkpoints "
-                    f"were trained for a few steps on it only so the views can be explored. {s.message}.")
+                    f"were trained for a few steps on it only so the views can be explored. "
+                    f"{md_escape(s.message.rstrip('.'))}.")
         else:
-            text = (f"### CLIP weights are not available\n{s.message}\n\n**To provide them:** run "
+            text = (f"### CLIP weights are not available\n{md_escape(s.message)}\n\n**To provide them:** run "
                     f"`python app.py --clip-weights PATH` or set `{WEIGHTS_ENV}=PATH` (an open_clip ViT-L-14 "
                     f"checkpoint file), then restart. The run views below still work from the artifacts on disk.")
             if self.cfg.demo != "off":
                 text += (" You can also start **demo mode**: a tiny random-weight backbone that makes every view "
                          "explorable, with scores that are meaningless.")
-        missing = [f"- {e.label}: {e.message}" for e in (self.bank.entries.values() if self.bank else [])
+        missing = [f"- {e.label}: {md_escape(e.message)}" for e in (self.bank.entries.values() if self.bank else [])
                    if e.status != "ready"]
         if missing:
             text += "\n\n**Not available:**\n" + "\n".join(missing)
@@ -225,6 +254,8 @@ class Session:
 
     # -- Compare -------------------------------------------------------------------------------
     def _require_bank(self) -> DetectorBank:
+        if self.status.mode == "loading":
+            raise DfdetError(f"the models are still loading ({self.status.message}); try again in a moment")
         if self.bank is None:
             raise DfdetError("no model is loaded: " + (self.status.message or "CLIP weights are missing") +
                              f". Provide weights with --clip-weights PATH or ${WEIGHTS_ENV}, or start demo mode.")
@@ -271,17 +302,25 @@ class Session:
     # -- runs ----------------------------------------------------------------------------------
     def reload_runs(self) -> None:
         runs: dict[str, Run] = {}
-        for folder in list_runs(self.cfg.runs) + self._extra_runs:
+        named = [(f.name, f) for f in list_runs(self.cfg.runs)] + list(self._extra_runs.items())
+        for name, folder in named:
             try:
                 run = load_run(folder)
             except (DfdetError, OSError, ValueError) as err:
                 log.warning("skipping run %s: %s", folder, err)
                 continue
-            name = folder.name if folder.name not in runs else f"{folder.parent.name}/{folder.name}"
+            if name in runs:
+                name = f"{folder.parent.name}/{folder.name}"
             runs[name] = run
         self.runs = runs
+        self._emb.clear()
+        self._thumbs.clear()
 
-    def run(self, name: str) -> Run:
+    def run(self, name: str | None) -> Run:
+        if not name and not self.runs:
+            raise DataError(f"no runs found in {self.cfg.runs}/: make one with `dfdet evaluate --manifest "
+                            f"<manifest.csv> --out {self.cfg.runs}/<name>`"
+                            + (" or start demo mode" if self.status.mode == "none" and self.cfg.demo != "off" else ""))
         if name not in self.runs:
             known = ", ".join(self.runs) or "none; run `dfdet evaluate` to make one"
             raise DataError(f"unknown run {name!r}; runs: {known}")

@@ -1,7 +1,7 @@
 """The CLIP image encoder and the feature the paper uses: z_cls, the [CLS] token after ln_post.
 
 z_cls is taken *before* CLIP's visual projection (1024-d for ViT-L/14), as in the paper's
-HF implementation (`CLIPVisionModel(...).pooler_output`); tests/test_backbone.py proves the two agree.
+HF implementation (`CLIPVisionModel(...).pooler_output`); tests/test_fidelity_hf.py proves the two agree.
 """
 from __future__ import annotations
 

@@ -72,7 +72,8 @@ class DetectorBank:
                         self.entries[folder.name] = Entry(folder.name, get_method(wanted[0]), "error", str(err),
                                                           folder=folder)
                     continue
-                found.setdefault(meta.get("method", ""), []).append(folder)
+                if not meta.get("source"):  # an imported model is its own row, not the method's own checkpoint
+                    found.setdefault(meta.get("method", ""), []).append(folder)
                 self._add_checkpoint(folder, meta)
         for name in wanted:
             spec = get_method(name)

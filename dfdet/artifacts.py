@@ -11,44 +11,32 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .fileio import atomic_write
 from .errors import DfdetError
 
 LAYOUT_VERSION = 1
 PRED_PREFIX = "p_fake__"  # predictions.csv column per method: p_fake__<method>
 
 
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
 
 def write_json(path: Path, obj) -> None:
-    _atomic(Path(path), lambda p: Path(p).write_text(json.dumps(obj, indent=1, default=float)))
+    atomic_write(Path(path), lambda p: Path(p).write_text(json.dumps(obj, indent=1, default=float)))
 
 
 def write_run(folder: str | Path, info: dict, predictions: pd.DataFrame, metrics: list[dict], roc: list[dict],
               embeddings: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
     folder = Path(folder)
-    _atomic(folder / "predictions.csv", lambda p: predictions.to_csv(p, index=False))
+    atomic_write(folder / "predictions.csv", lambda p: predictions.to_csv(p, index=False))
     write_json(folder / "metrics.json", metrics)
     write_json(folder / "roc.json", roc)
     for method, (z, norm) in embeddings.items():
-        _atomic(folder / "embeddings" / f"{method}.npz",
+        atomic_write(folder / "embeddings" / f"{method}.npz",
                 lambda p: np.savez(open(p, "wb"), z=z.astype(np.float16), norm=norm.astype(np.float32)))
     write_json(folder / "run.json", {"layout_version": LAYOUT_VERSION, **info})  # last: marks the run complete
     return folder

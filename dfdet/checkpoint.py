@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from . import __version__
+from .fileio import atomic_write
 from .errors import CheckpointError
 
 WEIGHTS_FILE = "model.safetensors"
@@ -23,26 +22,14 @@ META_FILE = "dfdet.json"
 FORMAT = "dfdet-checkpoint/1"
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    """Write to a temp file in the same folder, then rename: an interrupted save leaves no half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
 
 def save_checkpoint(folder: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
     folder = Path(folder)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in sorted(tensors.items())}
     meta = {"format": FORMAT, "code_version": __version__, **meta,
             "tensors": {"count": len(tensors), "numel": int(sum(v.numel() for v in tensors.values()))}}
-    _atomic_write_bytes(folder / WEIGHTS_FILE, lambda p: save_file(tensors, p, metadata={"format": FORMAT}))
-    _atomic_write_bytes(folder / META_FILE,
+    atomic_write(folder / WEIGHTS_FILE, lambda p: save_file(tensors, p, metadata={"format": FORMAT}))
+    atomic_write(folder / META_FILE,
                         lambda p: Path(p).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str)))
     return folder
 

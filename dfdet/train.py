@@ -26,6 +26,7 @@ from .config import TrainConfig, to_dict
 from .data.dataset import FaceDataset
 from .data.manifest import read_manifest
 from .errors import DataError
+from .fileio import atomic_write
 from .methods import get_method
 from .metrics import binary_metrics
 from .model import Detector, build_model, trainable_count, trainable_state
@@ -186,7 +187,7 @@ def train(cfg: TrainConfig) -> Path:
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    atomic_write(out / "config.yaml", lambda p: Path(p).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False)))
     log_path = out / "train_log.jsonl"
     log_path.write_text("")
     best, best_state, best_epoch, step = -math.inf, None, -1, 0

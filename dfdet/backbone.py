@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import BackboneConfig
@@ -148,8 +149,38 @@ class VisionBackbone(nn.Module):
         x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
         x = v.patch_dropout(x)
         x = v.ln_pre(x)
-        x = v.transformer(x)
+        if sdpa_blocks(v.transformer):
+            for blk in v.transformer.resblocks:
+                x = block_forward(blk, x)
+        else:
+            x = v.transformer(x)
         return v.ln_post(x[:, 0])  # LayerNorm is per token, so ln_post on [CLS] alone equals pooling after it
+
+
+def sdpa_blocks(transformer: nn.Module) -> bool:
+    """Whether block_forward can run these blocks: open_clip's plain batch-first self-attention blocks."""
+    from open_clip.transformer import ResidualAttentionBlock
+    return (getattr(transformer, "batch_first", False) and not getattr(transformer, "grad_checkpointing", False)
+            and all(type(b) is ResidualAttentionBlock and not hasattr(b, "ln_1_kv") for b in transformer.resblocks))
+
+
+def self_attention(attn: nn.MultiheadAttention, x: torch.Tensor) -> torch.Tensor:
+    """nn.MultiheadAttention(x, x, x) through F.scaled_dot_product_attention, same weights.
+
+    On CPU, MultiheadAttention's inference fast path materialises the [B, heads, N, N] matrix
+    (bmm + softmax); SDPA runs a fused kernel there and on GPU (bench/results_inference.md).
+    """
+    b, n, d = x.shape
+    h = attn.num_heads
+    qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).view(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
+    o = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], dropout_p=attn.dropout if attn.training else 0.0)
+    return attn.out_proj(o.transpose(1, 2).reshape(b, n, d))
+
+
+def block_forward(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """open_clip ResidualAttentionBlock.forward with attention through self_attention."""
+    x = x + blk.ls_1(self_attention(blk.attn, blk.ln_1(x)))
+    return x + blk.ls_2(blk.mlp(blk.ln_2(x)))
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone import VisionBackbone
+from .backbone import VisionBackbone, sdpa_blocks, self_attention
 
 PREFIX = "backbone."  # Detector/checkpoint keys carry it; backbone.named_parameters() keys do not
 
@@ -72,14 +72,9 @@ def grouped_layer_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
 
 
 def _check_blocks(backbone: VisionBackbone) -> None:
-    t = backbone.visual.transformer
-    if not getattr(t, "batch_first", True):
-        raise ValueError("multi_ln_forward needs a batch-first open_clip transformer")
-    for blk in t.resblocks:
-        needed = ("ln_1", "attn", "ls_1", "ln_2", "mlp", "ls_2")
-        if not all(hasattr(blk, a) for a in needed) or hasattr(blk, "ln_1_kv") \
-                or not isinstance(blk.attn, nn.MultiheadAttention):
-            raise ValueError(f"multi_ln_forward supports open_clip ResidualAttentionBlock, got {type(blk).__name__}")
+    if not sdpa_blocks(backbone.visual.transformer):
+        raise ValueError("multi_ln_forward supports open_clip's plain batch-first ResidualAttentionBlocks "
+                         f"(got {type(backbone.visual.transformer.resblocks[0]).__name__})")
 
 
 def multi_ln_forward(backbone: VisionBackbone, pixels: torch.Tensor,
@@ -102,7 +97,7 @@ def multi_ln_forward(backbone: VisionBackbone, pixels: torch.Tensor,
     x = grouped_layer_norm(x, *stacked["visual.ln_pre"], v.ln_pre.eps)
     for i, blk in enumerate(v.transformer.resblocks):
         h = grouped_layer_norm(x, *stacked[f"visual.transformer.resblocks.{i}.ln_1"], blk.ln_1.eps)
-        x = x + blk.ls_1(blk.attn(h, h, h, need_weights=False)[0])
+        x = x + blk.ls_1(self_attention(blk.attn, h))
         h = grouped_layer_norm(x, *stacked[f"visual.transformer.resblocks.{i}.ln_2"], blk.ln_2.eps)
         x = x + blk.ls_2(blk.mlp(h))
     z = grouped_layer_norm(x[:, 0], *stacked["visual.ln_post"], v.ln_post.eps)

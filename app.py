@@ -21,6 +21,7 @@ import pandas as pd
 from dfdet.backbone import TINY_MODEL
 from dfdet.config import BackboneConfig
 from dfdet.errors import DfdetError
+from dfdet.methods import PAPER_METHODS
 from dfdet.viz import about, plots, roc
 from dfdet.viz.compare import TABLE_COLUMNS, Prediction, table_csv
 from dfdet.viz.media import IMAGE_EXTS, MAX_UPLOAD_MB, VIDEO_EXTS
@@ -57,8 +58,8 @@ HEAD = """
         const t = tip();
         t.src = cd[1];
         const e = ev.event || {};
-        t.style.left = ((e.clientX || 0) + 16) + 'px';
-        t.style.top = ((e.clientY || 0) - 110) + 'px';
+        t.style.left = Math.max(4, (e.clientX || 0) - 116) + 'px';
+        t.style.top = Math.max(4, (e.clientY || 0) - 48) + 'px';
         t.style.display = 'block';
       });
       gd.on('plotly_unhover', function () { tip().style.display = 'none'; });
@@ -125,6 +126,12 @@ def build_app(session: Session) -> gr.Blocks:
         if not name or name not in s.runs:
             return []
         return sorted(s.runs[name].predictions["dataset"].unique())
+
+    def main_dataset(name: str | None) -> list[str]:
+        """The ROC browser starts on one dataset (the largest): four curves, one per method."""
+        if not name or name not in s.runs:
+            return []
+        return [s.runs[name].predictions["dataset"].value_counts().idxmax()]
 
     def demo_tag(is_demo: bool) -> str:
         return f"<span class='demo-warning'>⚠ {plots.DEMO_NOTE}</span>" if is_demo else ""
@@ -238,17 +245,22 @@ def build_app(session: Session) -> gr.Blocks:
 
     def on_run_change(run):
         methods = run_methods(run)
-        return gr.Dropdown(choices=methods, value=methods[-1][1] if methods else None)
+        return gr.Dropdown(choices=methods, value=default_method(methods))
 
     def on_roc_run(run):
         methods, datasets = run_methods(run), run_datasets(run)
         return (gr.CheckboxGroup(choices=methods, value=[m for _, m in methods]),
-                gr.CheckboxGroup(choices=datasets, value=datasets))
+                gr.CheckboxGroup(choices=datasets, value=main_dataset(run)))
 
     def on_err_run(run):
         methods = run_methods(run)
         return (gr.Dropdown(choices=methods, value=methods[0][1] if methods else None),
                 gr.Dropdown(choices=["all"] + run_datasets(run), value="all"))
+
+    def default_method(methods: list[tuple[str, str]]) -> str | None:
+        """The most complete paper method the run has (LN + Norm + SLERP), else its first."""
+        names = [m for _, m in methods]
+        return next((m for m in reversed(PAPER_METHODS) if m in names), names[0] if names else None)
 
     filters = s.sample_filters()
     r0 = first_run()
@@ -301,7 +313,7 @@ def build_app(session: Session) -> gr.Blocks:
             with gr.Tab("Hypersphere", id="hypersphere") as hs_tab:
                 with gr.Row():
                     hs_run = gr.Dropdown(run_names(), value=r0, label="Run")
-                    hs_method = gr.Dropdown(m0, value=m0[-1][1] if m0 else None, label="Method")
+                    hs_method = gr.Dropdown(m0, value=default_method(m0), label="Method")
                     hs_color = gr.Radio(list(COLOR_BY), value="label", label="Colour by")
                     hs_dims = gr.Radio(["2-D", "3-D"], value="2-D", label="Projection")
                     hs_btn = gr.Button("Show embeddings", variant="primary")
@@ -312,7 +324,7 @@ def build_app(session: Session) -> gr.Blocks:
                         hs_image = gr.Image(label="Chosen face", type="pil", height=224, interactive=False)
                         hs_info = gr.Markdown("Hover a point to see the face; click it to show it here.")
                         hs_click = gr.Textbox(visible="hidden", elem_id="hs-click")
-                        hs_row = gr.Number(label="Row", precision=0, minimum=0)
+                        hs_row = gr.Number(label="Row", precision=0, minimum=0, elem_id="hs-row")
                         with gr.Row():
                             hs_show = gr.Button("Show row", size="sm")
                             hs_to_a = gr.Button("Use as A", size="sm")
@@ -334,7 +346,7 @@ def build_app(session: Session) -> gr.Blocks:
                 with gr.Row():
                     roc_run = gr.Dropdown(run_names(), value=r0, label="Run")
                     roc_methods = gr.CheckboxGroup(m0, value=[m for _, m in m0], label="Methods")
-                    roc_ds = gr.CheckboxGroup(run_datasets(r0), value=run_datasets(r0), label="Datasets")
+                    roc_ds = gr.CheckboxGroup(run_datasets(r0), value=main_dataset(r0), label="Datasets")
                     roc_level = gr.Radio(["frame", "video"], value="frame", label="Level")
                 with gr.Row():
                     roc_thr = gr.Slider(0, 1, value=0.5, step=0.01, label="Threshold on p(fake)")
@@ -357,12 +369,12 @@ def build_app(session: Session) -> gr.Blocks:
                     er_btn = gr.Button("Find mistakes", variant="primary")
                 er_note = gr.Markdown()
                 er_rows = gr.State({})
-                er_fp = gr.Gallery(label="Most confident false positives (real faces called fake)", columns=6,
-                                   height=260, allow_preview=False)
-                er_fn = gr.Gallery(label="Most confident false negatives (fakes called real)", columns=6,
-                                   height=260, allow_preview=False)
-                er_dis = gr.Gallery(label="Where the methods disagree most", columns=6, height=260,
-                                    allow_preview=False)
+                er_fp = gr.Gallery(label="Most confident false positives (real faces called fake)", columns=8,
+                                   height=240, allow_preview=False, elem_id="er-fp")
+                er_fn = gr.Gallery(label="Most confident false negatives (fakes called real)", columns=8,
+                                   height=240, allow_preview=False, elem_id="er-fn")
+                er_dis = gr.Gallery(label="Where the methods disagree most", columns=8, height=240,
+                                    allow_preview=False, elem_id="er-dis")
 
             # ---------------------------------------------------------------- About
             with gr.Tab("About", id="about"):

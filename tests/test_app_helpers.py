@@ -37,11 +37,12 @@ def make_checkpoints(clip: LoadedClip, folder: Path, methods=PAPER_METHODS, seed
 
 
 def make_manifest(shared: Path, out: Path) -> Path:
-    """About 50 real faces: all of FF and CDFv2 (4 frames per video), 8 + 8 from DFDC."""
+    """About 90 real faces: all of FF and CDFv2 (4 frames per video), 16 + 16 from DFDC, 5 + 5 GAN faces."""
     df = scan_folder(shared / "datasets")
     parts = [df[df["dataset"].isin(["FF", "CDFv2"])]]
-    dfdc = df[df["dataset"] == "DFDC"]
-    parts += [dfdc[dfdc["label"] == c].head(8) for c in (0, 1)]
+    for dataset, k in (("DFDC", 16), ("GANFaces", 5)):
+        d = df[df["dataset"] == dataset]
+        parts += [d[d["label"] == c].head(k) for c in (0, 1)]
     small = pd.concat(parts).reset_index(drop=True)
     small["split"] = "test"
     return write_manifest(small, out)
@@ -64,19 +65,20 @@ def make_synthetic_run(folder: Path, n: int = 40, dim: int = 16, seed: int = 0, 
                        methods=("linear_probe", "ln_norm")) -> Path:
     """A run with controlled scores: p_fake of row i for method m is known to the test."""
     rng = np.random.default_rng(seed)
-    label = np.array([i % 2 for i in range(n)])
-    preds = pd.DataFrame({"path": [f"DS{i % 2}/src{label[i]}/v{i}/0.png" for i in range(n)],
-                          "dataset": [f"DS{i % 2}" for i in range(n)],
+    label = np.array([(i // 2) % 2 for i in range(n)])  # videos of 2 frames; datasets of 2 real + 2 fake videos
+    preds = pd.DataFrame({"path": [f"DS{(i // 4) % 2}/src{label[i]}/v{i // 2}/{i % 2}.png" for i in range(n)],
+                          "dataset": [f"DS{(i // 4) % 2}" for i in range(n)],
                           "source": ["real" if c == 0 else "fake" for c in label],
                           "video": [f"v{i // 2}" for i in range(n)], "label": label, "split": "test"})
+    # scores: right side of 0.5 except planted cases, the same for every method except row 5
+    base = np.where(label == 1, rng.uniform(0.55, 0.95, n), rng.uniform(0.05, 0.45, n))
+    base[0] = 0.99  # row 0 is real: the most confident false positive
+    base[2] = 0.01  # row 2 is fake: the most confident false negative
     emb = {}
     for j, m in enumerate(methods):
-        # scores: mostly right, with a few confident mistakes at known rows
-        p = np.where(label == 1, rng.uniform(0.55, 0.95, n), rng.uniform(0.05, 0.45, n))
-        p[0] = 0.99 if label[0] == 0 else p[0]  # row 0 is real: a confident false positive
-        p[1] = 0.01  # row 1 is fake: a confident false negative
+        p = base.copy()
         if j == 1:
-            p[2] = 1 - p[2]  # row 2: the two methods disagree
+            p[5] = 1 - p[5]  # row 5 (real): the methods disagree
         preds[PRED_PREFIX + m] = p.round(6)
         z = rng.normal(size=(n, dim)) + label[:, None] * 2.0
         norm = np.linalg.norm(z, axis=1)

@@ -90,7 +90,7 @@ def roc_figure(curves: list[dict], demo: bool, threshold: float | None = None) -
                                      hovertemplate=f"threshold {threshold:.2f}<br>FPR %{{x:.3f}}<br>"
                                                    "TPR %{y:.3f}<extra></extra>"))
     return _layout(fig, "ROC", demo, xaxis=dict(title="false positive rate", range=[0, 1]),
-                   yaxis=dict(title="true positive rate", range=[0, 1.02], scaleanchor="x"), height=480)
+                   yaxis=dict(title="true positive rate", range=[0, 1.02]), height=480)
 
 
 def operating_point(thresholds: np.ndarray, threshold: float) -> int:

@@ -240,6 +240,8 @@ def align_image(image, size: int = 224, *, all_faces: bool = False, cfg: AlignCo
                 aligner: FaceAligner | None = None) -> FaceResult:
     """Align the face(s) of one photo (the dashboard's upload path).
 
+    image: a PIL image (EXIF orientation applied), an RGB uint8 array, or an image file path.
+    size and all_faces override cfg's; a given aligner is used as it is (cheapest for repeated calls).
     Never raises for "no face": the result then has no crops and a message saying so. Raises
     DataError for input that is not a readable image.
     """

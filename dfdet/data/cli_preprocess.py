@@ -56,5 +56,6 @@ def run(args: argparse.Namespace) -> int:
         from .manifest import scan_folder, write_manifest
         df = scan_folder(args.out)
         write_manifest(df, args.manifest)
-        print(f"wrote {args.manifest}: {len(df)} crops of {df['video'].nunique()} videos (paths relative to {args.out})")
+        print(f"wrote {args.manifest}: {len(df)} crops of {df['video'].nunique()} videos "
+              f"(paths relative to {args.out})")
     return 0 if report.count("error") == 0 else 1

@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="rows of datasets not split: keep their split, make them all test, or drop them")
     p.add_argument("--ff-official", metavar="DIR", help="use FF++'s official train/val/test.json from DIR for FF rows")
     p.add_argument("--test-list", nargs=2, metavar=("DATASET", "FILE"), action="append", default=[],
-                   help="Celeb-DF-style List_of_testing_videos.txt: its videos become test, the dataset's others unused")
+                   help="Celeb-DF-style List_of_testing_videos.txt: its videos become test, "
+                        "the dataset's other videos unused")
     p.add_argument("--unit", choices=["videos", "frames"], default="videos", help="what the printed table counts")
 
 

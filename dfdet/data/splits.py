@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .manifest import read_csv_table
 from .tables import IDENTITY_SEP, lookup
 
 SPLITS = ("train", "val", "test")
@@ -187,7 +186,10 @@ def format_counts(tab: pd.DataFrame, unit: str = "videos") -> str:
     head = ["dataset", "source"] + cols
     body = [[d, s] + [f"{int(v):,}" for v in tab.loc[(d, s)]] for d, s in tab.index]
     widths = [max(len(str(r[i])) for r in [head] + body) for i in range(len(head))]
-    line = lambda r: "  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+
+    def line(r: list) -> str:  # text columns left-aligned, counts right-aligned
+        return "  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+
     out = [f"{unit} per source and split", line(head), "  ".join("-" * w for w in widths)]
     out += [line(r) for r in body[:-1]] + ["  ".join("-" * w for w in widths), line(body[-1])]
     return "\n".join(out)

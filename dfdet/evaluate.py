@@ -16,7 +16,7 @@ from .backbone import load_clip
 from .checkpoint import file_sha256
 from .config import BackboneConfig
 from .data.dataset import FaceDataset
-from .data.manifest import read_manifest
+from .data.manifest import default_data_root, read_manifest
 from .errors import DataError, DfdetError
 from .inference import DetectorBank
 from .metrics import metric_table
@@ -38,7 +38,7 @@ class EvalConfig:
 
 
 def evaluate(cfg: EvalConfig, bank: DetectorBank | None = None) -> Path:
-    root = Path(cfg.data_root) if cfg.data_root else Path(cfg.manifest).parent
+    root = Path(cfg.data_root) if cfg.data_root else default_data_root(cfg.manifest)
     df = read_manifest(cfg.manifest, root)
     if cfg.split != "all":
         df = df[df["split"] == cfg.split]

@@ -24,7 +24,7 @@ from .backbone import load_clip, weights_id
 from .checkpoint import file_sha256, save_checkpoint
 from .config import TrainConfig, to_dict
 from .data.dataset import FaceDataset
-from .data.manifest import read_manifest
+from .data.manifest import default_data_root, read_manifest
 from .errors import DataError
 from .fileio import atomic_write
 from .methods import get_method
@@ -63,7 +63,7 @@ def cosine_lr(step: int, total: int, lr: float, min_lr: float) -> float:
 def load_splits(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
     if not cfg.manifest:
         raise DataError("no manifest given: pass --manifest PATH (build one with `dfdet manifest`)")
-    root = Path(cfg.data_root) if cfg.data_root else Path(cfg.manifest).parent
+    root = Path(cfg.data_root) if cfg.data_root else default_data_root(cfg.manifest)
     df = read_manifest(cfg.manifest, root)
     if cfg.datasets:
         df = df[df["dataset"].isin(cfg.datasets)]

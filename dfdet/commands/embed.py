@@ -25,10 +25,10 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from ..backbone import load_clip
     from ..data.dataset import FaceDataset
-    from ..data.manifest import read_manifest
+    from ..data.manifest import default_data_root, read_manifest
     from ..inference import DetectorBank
     device = resolve_device(args.device)
-    root = Path(args.data_root) if args.data_root else Path(args.manifest).parent
+    root = Path(args.data_root) if args.data_root else default_data_root(args.manifest)
     df = read_manifest(args.manifest, root)
     if args.split != "all":
         df = df[df["split"] == args.split].reset_index(drop=True)

@@ -21,14 +21,16 @@ import pandas as pd
 from dfdet.backbone import TINY_MODEL
 from dfdet.config import BackboneConfig
 from dfdet.errors import DfdetError
+from dfdet.images import check_image_file
 from dfdet.methods import PAPER_METHODS
 from dfdet.viz import about, plots, roc
 from dfdet.viz.compare import TABLE_COLUMNS, Prediction, table_csv
-from dfdet.viz.media import IMAGE_EXTS, MAX_UPLOAD_MB, VIDEO_EXTS
+from dfdet.viz.media import IMAGE_EXTS, MAX_UPLOAD_MB, VIDEO_EXTS, check_upload
 from dfdet.viz.session import COLOR_BY, SAMPLES, AppConfig, Session
 
 log = logging.getLogger("dfdet.app")
 MODEL_QUEUE = "model"  # one model call at a time: the bank swaps overlays into one shared ViT
+DELETE_CACHE = (600, 3600)  # every 10 min, delete uploads/outputs older than 1 h; all of them at shutdown
 
 # Hover thumbnails and click-to-pick on the hypersphere plot. gr.Plot has no hover/click events, so
 # this script attaches to the plotly div: hover shows customdata[1] (a data: URI), click writes the
@@ -100,6 +102,22 @@ def friendly(fn):
             raise gr.Error(f"Something went wrong ({type(err).__name__}: {err}). The details are in the server log.",
                            print_exception=False) from None
     return wrapper
+
+
+def guard_image_upload(component: gr.Image) -> gr.Image:
+    """Gradio opens an uploaded image with Pillow before any handler runs, and its errors name server
+    paths. Check the header first (format, size, bomb), so the user reads the library's one message."""
+    preprocess = component.preprocess
+
+    def checked(payload):
+        if payload is not None and getattr(payload, "path", None):
+            try:
+                check_image_file(check_upload(payload.path, "image"))
+            except DfdetError as err:
+                raise gr.Error(str(err), print_exception=False) from None
+        return preprocess(payload)
+    component.preprocess = checked
+    return component
 
 
 def display_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -266,7 +284,7 @@ def build_app(session: Session) -> gr.Blocks:
     r0 = first_run()
     m0 = run_methods(r0)
 
-    with gr.Blocks(title="dfdet: CLIP deepfake detection") as app:
+    with gr.Blocks(title="dfdet: CLIP deepfake detection", delete_cache=DELETE_CACHE) as app:
         gr.Markdown("# dfdet: four CLIP methods side by side\nLinear probe, LN-tuning, LN + L2-norm and "
                     "LN + L2-norm + SLERP on the CLIP ViT-L/14 vision encoder (arXiv 2503.19683).")
         banner = gr.Markdown(s.banner(), elem_id="banner")
@@ -283,6 +301,7 @@ def build_app(session: Session) -> gr.Blocks:
                         gr.Markdown("**A photo or face crop** (" + ", ".join(IMAGE_EXTS) + f"; up to {MAX_UPLOAD_MB} MB)")
                         image_in = gr.Image(label="Photo or face crop", type="filepath", image_mode=None,
                                             sources=["upload", "clipboard"], height=260)
+                        guard_image_upload(image_in)
                         image_btn = gr.Button("Analyse photo", variant="primary")
                         gr.Markdown("**A short video** (" + ", ".join(VIDEO_EXTS) + ")")
                         video_in = gr.Video(label="Video", sources=["upload"], height=200)

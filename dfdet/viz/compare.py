@@ -77,10 +77,24 @@ def video_prediction(bank: DetectorBank, faces: list[Image.Image], times: np.nda
                       frame_scores=frame_scores)
 
 
+EXPORT_KEEP_S = 600  # gradio copies an export into its own cache at once; older ones are removed
+
+
 def table_csv(table: pd.DataFrame, demo: bool, folder: str | Path | None = None, stem: str = "dfdet_scores") -> Path:
-    """The table as a CSV file for download; demo tables say they are meaningless in a first column."""
+    """The table as a CSV file for download; demo tables say they are meaningless in a first column.
+
+    Each export is a new file, so the folder is pruned of exports older than EXPORT_KEEP_S on every
+    call: a public app must not fill the disk one CSV per click.
+    """
     folder = Path(folder or tempfile.gettempdir()) / "dfdet_exports"
     folder.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in folder.glob(f"{stem}_*.csv"):
+        try:
+            if now - old.stat().st_mtime > EXPORT_KEEP_S:
+                old.unlink()
+        except OSError:
+            pass  # another worker removed it first
     out = table.copy()
     if demo:
         out.insert(0, "note", "DEMO: random-weight backbone, scores are meaningless")

@@ -75,6 +75,7 @@ class Session:
         self.bank: DetectorBank | None = None
         self.status = ModelStatus("none", "")
         self.runs: dict[str, Run] = {}
+        self.skipped_runs: dict[str, str] = {}  # run folder -> why it is not shown (older layout, damaged)
         self._extra_runs: dict[str, Path] = {}  # name -> folder, runs outside cfg.runs (the demo run)
         self._emb: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._thumbs: dict[str, list[str]] = {}
@@ -185,6 +186,9 @@ class Session:
                    if e.status != "ready"]
         if missing:
             text += "\n\n**Not available:**\n" + "\n".join(missing)
+        if self.skipped_runs:
+            text += "\n\n**Run folders not shown:**\n" + "\n".join(
+                f"- {md_escape(folder)}: {md_escape(why)}" for folder, why in self.skipped_runs.items())
         return text
 
     # -- samples -------------------------------------------------------------------------------
@@ -302,17 +306,21 @@ class Session:
     # -- runs ----------------------------------------------------------------------------------
     def reload_runs(self) -> None:
         runs: dict[str, Run] = {}
+        skipped: dict[str, str] = {}
         named = [(f.name, f) for f in list_runs(self.cfg.runs)] + list(self._extra_runs.items())
         for name, folder in named:
             try:
                 run = load_run(folder)
-            except (DfdetError, OSError, ValueError) as err:
+            except (DfdetError, OSError, ValueError, KeyError) as err:
                 log.warning("skipping run %s: %s", folder, err)
+                skipped[str(folder)] = (str(err) if isinstance(err, DfdetError)
+                                        else f"unreadable ({type(err).__name__}: {err})")
                 continue
             if name in runs:
                 name = f"{folder.parent.name}/{folder.name}"
             runs[name] = run
         self.runs = runs
+        self.skipped_runs = skipped
         self._emb.clear()
         self._thumbs.clear()
 

@@ -55,7 +55,7 @@ def check_image_file(path: str | Path) -> tuple[str, tuple[int, int]]:
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path.name}: file not found")
+        raise DataError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise DataError(f"{path.name}: the file is empty (0 bytes)")
     try:

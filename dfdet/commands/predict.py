@@ -4,6 +4,7 @@ Images are expected to be face crops; --align first detects and aligns the large
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -26,20 +27,28 @@ def run(args) -> int:
     from ..backbone import load_clip
     from ..inference import DetectorBank
     device = resolve_device(args.device)
-    images, names = [], []
+    images, names, skipped = [], [], []
     for path in args.images:
-        im = open_image(path)
+        try:  # one bad file is reported and skipped; the others are still scored
+            im = open_image(path)
+        except DataError as err:
+            print(f"skipped {err}", file=sys.stderr)
+            skipped.append(str(err))
+            continue
         if args.align:
             from ..data.faces import align_image
             res = align_image(im)
             if not res.crops:
-                print(f"{path}: {res.message}")
+                print(f"skipped {path}: {res.message}", file=sys.stderr)
+                skipped.append(f"{path}: {res.message}")
                 continue
+            if res.message:
+                print(f"{path}: {res.message}")
             im = res.crops[0]
         images.append(im)
         names.append(path)
     if not images:
-        raise DataError("no image could be scored")
+        raise DataError("no image could be scored: " + "; ".join(skipped))
     bank = DetectorBank(load_clip(backbone_from_args(args), device), args.checkpoints, args.methods or None, device)
     if not bank.ready:
         for n, e in bank.entries.items():
@@ -58,4 +67,4 @@ def run(args) -> int:
             print(f"{n}: {e.message}")
     if args.csv:
         table.to_csv(args.csv, index=False)
-    return 0
+    return 1 if skipped else 0

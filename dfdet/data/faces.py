@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from ..errors import DataError
 
@@ -214,14 +214,14 @@ def _message(n: int, cfg: AlignConfig) -> str:
 def to_rgb_array(image) -> np.ndarray:
     """A PIL image, an HxWx3 / HxW uint8 array, or an image file path -> contiguous RGB uint8 array."""
     if isinstance(image, (str, Path)):
+        from ..images import open_image
+        if not Path(image).is_file():
+            raise DataError(f"image not found: {image}")
         try:
-            with Image.open(image) as im:
-                im.load()
-                image = ImageOps.exif_transpose(im).convert("RGB")
-        except FileNotFoundError:
-            raise DataError(f"image not found: {image}") from None
-        except (UnidentifiedImageError, OSError, ValueError) as err:
-            raise DataError(f"cannot read image {image}: {err}") from None
+            image = open_image(image)  # size limits and bomb protection, one clear DataError for bad files
+        except DataError as err:
+            reason = str(err).removeprefix(f"{Path(image).name}: ")
+            raise DataError(f"cannot read image {image}: {reason}") from None
     if isinstance(image, Image.Image):
         try:
             image = ImageOps.exif_transpose(image).convert("RGB")

@@ -13,10 +13,13 @@ import argparse
 import functools
 import logging
 import os
+import re
 import sys
+import tempfile
 
 import gradio as gr
 import pandas as pd
+from gradio.utils import get_upload_folder
 
 from dfdet.backbone import TINY_MODEL
 from dfdet.config import BackboneConfig
@@ -87,6 +90,13 @@ CSS = """
 """
 
 
+def scrub(message: str) -> str:
+    """Uploads are named by file name only: the server's temp folders are no visitor's business."""
+    for folder in {get_upload_folder(), tempfile.gettempdir()}:
+        message = re.sub(re.escape(folder.rstrip("/")) + r"/(?:[^/\s'\"]+/)*", "", message)
+    return message
+
+
 def friendly(fn):
     """Library errors become one readable message in the UI; anything else, a short note, not a traceback."""
     @functools.wraps(fn)
@@ -96,11 +106,11 @@ def friendly(fn):
         except gr.Error:
             raise
         except DfdetError as err:
-            raise gr.Error(str(err), print_exception=False) from None
+            raise gr.Error(scrub(str(err)), print_exception=False) from None
         except Exception as err:  # noqa: BLE001 - shown as a message; the traceback goes to the server log
             log.exception("handler %s failed", fn.__name__)
-            raise gr.Error(f"Something went wrong ({type(err).__name__}: {err}). The details are in the server log.",
-                           print_exception=False) from None
+            raise gr.Error(f"Something went wrong ({type(err).__name__}: {scrub(str(err))}). The details are in the "
+                           "server log.", print_exception=False) from None
     return wrapper
 
 

@@ -60,7 +60,7 @@ def test_train_evaluate_predict_embed_end_to_end(dfdc_manifest, tmp_path, capsys
 
 @pytest.mark.parametrize("argv,needle", [
     (["train", "--method", "ln_norm", "--manifest", "/nope.csv", *TINY], "manifest not found: /nope.csv"),
-    (["predict", "/nope.png", *TINY], "/nope.png: file not found"),
+    (["predict", "/nope.png", *TINY], "nope.png: file not found"),
     (["evaluate", "--manifest", "/nope.csv", *TINY], "manifest not found"),
 ])
 def test_bad_input_is_one_clear_line(argv, needle, capsys):

@@ -176,10 +176,10 @@ def _place(stage: Path, out: Path) -> None:
 
 def _note_origin(folder: Path, repo_id: str, revision: str | None) -> None:
     """Record the Hub repo a checkpoint was pulled from in its sidecar (atomic rewrite)."""
-    from ..checkpoint import _atomic_write_bytes
+    from ..fileio import atomic_write
     meta = read_meta(folder)
     meta["hub"] = {"repo": repo_id, "revision": revision}
-    _atomic_write_bytes(folder / META_FILE,
+    atomic_write(folder / META_FILE,
                         lambda p: Path(p).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str)))
 
 

@@ -80,8 +80,8 @@ def cached_text_embeddings(key: tuple[str, str, str], compute, cache_dir: str | 
         emb = compute().detach().float().cpu()
         if disk is not None:
             from safetensors.torch import save_file
-            from ..checkpoint import _atomic_write_bytes
-            _atomic_write_bytes(_cache_file(disk, key), lambda p: save_file({"text": emb.contiguous()}, p))
+            from ..fileio import atomic_write
+            atomic_write(_cache_file(disk, key), lambda p: save_file({"text": emb.contiguous()}, p))
     _MEMORY[key] = emb
     return emb
 

@@ -66,14 +66,21 @@ def _open(path: str | Path):
     path = Path(path)
     if not path.is_file():
         raise DataError(f"video not found: {path}")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty (0 bytes)")
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError, ValueError) as err:
-        raise DataError(f"cannot read video {path}: {err}") from None
+        raise DataError(f"cannot read video {path}: {_reason(err)} (not a video, or a damaged/incomplete one)") from None
     if not container.streams.video:
         container.close()
         raise DataError(f"{path} has no video stream")
     return container
+
+
+def _reason(err: Exception) -> str:
+    """FFmpeg's own words without the errno and the repeated path."""
+    return getattr(err, "strerror", None) or str(err)
 
 
 def probe(path: str | Path, max_frames: int = DEFAULT_MAX_FRAMES) -> VideoInfo:
@@ -87,7 +94,7 @@ def probe(path: str | Path, max_frames: int = DEFAULT_MAX_FRAMES) -> VideoInfo:
             try:  # count up to one past the cap: enough to plan the sample and to know it is capped
                 n = sum(1 for p, _ in zip((p for p in c.demux(s) if p.size), range(max_frames + 1)))
             except av.error.FFmpegError as err:
-                raise DataError(f"cannot read video {path}: {err}") from None
+                raise DataError(f"cannot read video {path}: {_reason(err)}") from None
         return VideoInfo(str(path), n, fps, s.codec_context.width, s.codec_context.height)
 
 
@@ -148,7 +155,7 @@ def iter_frames(path: str | Path, indices: list[int], fast: bool = True) -> Iter
         try:
             yield from gen
         except av.error.FFmpegError as err:
-            raise DataError(f"cannot decode video {path}: {err}") from None
+            raise DataError(f"cannot decode video {path}: {_reason(err)}") from None
 
 
 def _exact(frames, wanted: list[int]):

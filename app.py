@@ -334,8 +334,10 @@ def build_app(session: Session) -> gr.Blocks:
                         prob_table = gr.Dataframe(pd.DataFrame(columns=TABLE_COLUMNS), label="Probability per method",
                                                   interactive=False, wrap=True)
                         csv_btn = gr.DownloadButton("Download table (CSV)", size="sm")
-                        bars = gr.Plot(label="p(fake) per method")
-                        timeline = gr.Plot(label="Video: p(fake) per frame")
+                        # Placeholders, not empty plots: the page fetches plotly.js at load, not at the first view.
+                        bars = gr.Plot(plots.empty_figure("Scores appear here."), label="p(fake) per method")
+                        timeline = gr.Plot(plots.empty_figure("Per-frame scores appear here for a video."),
+                                           label="Video: p(fake) per frame")
                 compare_out = [crops, face_note, prob_table, bars, timeline, csv_btn]
 
             # ---------------------------------------------------------------- Hypersphere
@@ -371,7 +373,7 @@ def build_app(session: Session) -> gr.Blocks:
                 gr.Markdown(about.HYPERSPHERE_TEXT)
 
             # ---------------------------------------------------------------- ROC browser
-            with gr.Tab("ROC browser", id="roc") as roc_tab:
+            with gr.Tab("ROC browser", id="roc", render_children=True) as roc_tab:
                 with gr.Row():
                     roc_run = gr.Dropdown(run_names(), value=r0, label="Run")
                     roc_methods = gr.CheckboxGroup(m0, value=[m for _, m in m0], label="Methods")
@@ -381,7 +383,7 @@ def build_app(session: Session) -> gr.Blocks:
                     roc_thr = gr.Slider(0, 1, value=0.5, step=0.01, label="Threshold on p(fake)")
                     roc_btn = gr.Button("Show ROC", variant="primary")
                 with gr.Row():
-                    roc_plot = gr.Plot(label="ROC curves")
+                    roc_plot = gr.Plot(label="ROC curves", elem_id="roc-plot")
                     with gr.Column():
                         roc_table = gr.Dataframe(pd.DataFrame(columns=["method", "dataset", "n", *roc.METRIC_COLUMNS]),
                                                  label="Metrics (from the run)", interactive=False)
@@ -389,7 +391,7 @@ def build_app(session: Session) -> gr.Blocks:
                                                 label="Confusion counts at the threshold", interactive=False)
 
             # ---------------------------------------------------------------- Errors
-            with gr.Tab("Errors", id="errors") as er_tab:
+            with gr.Tab("Errors", id="errors", render_children=True) as er_tab:
                 with gr.Row():
                     er_run = gr.Dropdown(run_names(), value=r0, label="Run")
                     er_method = gr.Dropdown(m0, value=m0[0][1] if m0 else None, label="Method")
@@ -446,12 +448,14 @@ def build_app(session: Session) -> gr.Blocks:
 
         # First visit of a tab fills it (cached projections make this fast); later visits keep what is shown.
         shown = gr.State(set())
+        # No progress overlay: on later visits the handler changes nothing and the tab shows at once.
+        tab_kw = dict(api_visibility="private", show_progress="hidden")
         hs_tab.select(first_visit("hs", hypersphere), [shown, hs_run, hs_method, hs_color, hs_dims], [hs_plot, shown],
-                      api_name="_hs_tab", api_visibility="private")
+                      api_name="_hs_tab", **tab_kw)
         roc_tab.select(first_visit("roc", roc_view), [shown, *roc_in], [roc_plot, roc_table, roc_conf, shown],
-                       api_name="_roc_tab", api_visibility="private")
+                       api_name="_roc_tab", **tab_kw)
         er_tab.select(first_visit("er", error_view), [shown, er_run, er_method, er_ds, er_thr],
-                      [er_fp, er_fn, er_dis, er_rows, er_note, shown], api_name="_er_tab", api_visibility="private")
+                      [er_fp, er_fn, er_dis, er_rows, er_note, shown], api_name="_er_tab", **tab_kw)
 
         roc_run.change(on_roc_run, roc_run, [roc_methods, roc_ds], api_name="_roc_run", api_visibility="private")
         roc_btn.click(roc_view, roc_in, [roc_plot, roc_table, roc_conf], api_name="roc")

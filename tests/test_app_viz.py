@@ -145,10 +145,15 @@ def test_sphere_figure_carries_rows_and_thumbnails(synth):
     groups = plots.color_groups(synth.predictions, "correct", "p_fake__ln_norm")
     assert set(groups) <= {"correct", "wrong"} and "wrong" in set(groups)
     thumbs = [f"data:x{i}" for i in range(n)]
-    fig = plots.sphere_figure(coords, synth.predictions, groups, [str(i) for i in range(n)], thumbs, False, "t")
-    seen = {int(r): t for tr in fig.to_plotly_json()["data"] for r, t in tr["customdata"]}
+    fig = plots.sphere_figure(coords, groups, [str(i) for i in range(n)], thumbs, False, "t")
+    seen = {int(r): t for tr in fig["data"] for r, t in tr["customdata"]}
     assert seen == {i: f"data:x{i}" for i in range(n)}
-    assert plots.DEMO_NOTE not in json.dumps(fig.to_plotly_json()["layout"])  # not demo: no demo label
+    assert plots.DEMO_NOTE not in json.dumps(fig["layout"])  # not demo: no demo label
+    t = np.linspace(0, 1, 5)
+    with_path = plots.with_path(fig, coords[:5], t, t)
+    assert len(with_path["data"]) == len(fig["data"]) + 2 and len(fig["data"]) == 2  # the cached base is untouched
+    decoded = json.loads(with_path.to_json())
+    assert decoded["data"][-2]["name"] == "SLERP path" and decoded["data"][-1]["text"] == ["A", "B"]
 
 
 # -- Compare table -----------------------------------------------------------------------------

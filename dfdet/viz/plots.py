@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 DEMO_NOTE = "DEMO: random-weight backbone, scores are meaningless"
 CLASS_NAMES = {0: "real", 1: "fake"}
 CLASS_COLORS = {"real": "#1f77b4", "fake": "#d62728", "correct": "#2ca02c", "wrong": "#ff7f0e"}
+SVG_MAX_POINTS = 5000  # 2-D scatters above this use WebGL
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")
 
@@ -111,59 +112,80 @@ def color_groups(df: pd.DataFrame, color_by: str, score_col: str | None, thresho
     return df[color_by].astype(str)
 
 
-def sphere_figure(coords: np.ndarray, df: pd.DataFrame, groups: pd.Series, hover: list[str],
-                  thumbs: list[str] | None, demo: bool, title: str,
-                  path: np.ndarray | None = None, path_t: np.ndarray | None = None,
-                  path_p: np.ndarray | None = None, ends: tuple[int, int] | None = None) -> go.Figure:
-    """Scatter of the projected embeddings (2-D or 3-D); optional SLERP path drawn on top.
+class FigureDict(dict):
+    """A finished plotly figure as a plain dict (data, layout).
+
+    Building a go.Figure validates every point; for a 2,000-face sphere that costs more than the
+    view's whole time budget. The sphere is validated once, kept as this dict, and SLERP paths are
+    appended to a shallow copy. It serialises like a figure (to_json / to_plotly_json).
+    """
+
+    def to_plotly_json(self) -> dict:
+        return self
+
+    def to_json(self) -> str:
+        import json
+        try:  # plain lists and strings (how this module builds figures): the C encoder, 3x faster
+            return json.dumps(self, allow_nan=False)
+        except (TypeError, ValueError):
+            from plotly.utils import PlotlyJSONEncoder
+            return json.dumps(self, cls=PlotlyJSONEncoder)
+
+
+def sphere_figure(coords: np.ndarray, groups: pd.Series, hover: list[str], thumbs: list[str] | None,
+                  demo: bool, title: str) -> FigureDict:
+    """Scatter of the projected embeddings (2-D or 3-D), one trace per colour group.
 
     customdata holds [row, thumbnail data-URI] per point: the app's hover script shows the face.
     """
     dims = coords.shape[1]
     fig = go.Figure()
-    rows = np.arange(len(df))
+    rows = np.arange(len(coords))
     names = sorted(groups.unique(), key=str)
+    thumbs_arr = np.array(thumbs, dtype=object) if thumbs else np.full(len(coords), "", dtype=object)
+    hover_arr = np.array(hover, dtype=object)
     for i, name in enumerate(names):
         m = (groups == name).to_numpy()
         color = CLASS_COLORS.get(name, PALETTE[i % len(PALETTE)])
-        custom = np.stack([rows[m].astype(str), np.array(thumbs, dtype=object)[m] if thumbs else
-                           np.full(m.sum(), "", dtype=object)], axis=1).tolist()
-        text = [hover[j] for j in rows[m]]
-        common = dict(name=f"{name} ({m.sum()})", mode="markers", customdata=custom, text=text,
+        custom = np.stack([rows[m].astype(str), thumbs_arr[m]], axis=1).tolist()
+        common = dict(name=f"{name} ({m.sum()})", mode="markers", customdata=custom, text=hover_arr[m].tolist(),
                       hovertemplate="%{text}<extra></extra>")
         if dims == 3:
             fig.add_trace(go.Scatter3d(x=_l(coords[m, 0]), y=_l(coords[m, 1]), z=_l(coords[m, 2]),
                                        marker=dict(size=3, color=color, opacity=0.75), **common))
-        else:
-            fig.add_trace(go.Scattergl(x=_l(coords[m, 0]), y=_l(coords[m, 1]),
-                                       marker=dict(size=6, color=color, opacity=0.75), **common))
-    if path is not None:
-        label = [f"t={t:.2f}" + (f"<br>p_fake {p:.3f}" if p is not None and np.isfinite(p) else "")
-                 for t, p in zip(path_t, path_p if path_p is not None else [None] * len(path_t))]
-        line = dict(mode="lines+markers", name="SLERP path", text=label, hovertemplate="%{text}<extra></extra>")
-        marker = dict(size=4 if dims == 3 else 6, color=_l(path_p) if path_p is not None else "#111",
-                      colorscale="RdBu_r", cmin=0, cmax=1, showscale=path_p is not None,
-                      colorbar=dict(title="p_fake", len=0.5))
-        if dims == 3:
-            fig.add_trace(go.Scatter3d(x=_l(path[:, 0]), y=_l(path[:, 1]), z=_l(path[:, 2]), line=dict(color="#111", width=4),
-                                       marker=marker, **line))
-        else:
-            fig.add_trace(go.Scatter(x=_l(path[:, 0]), y=_l(path[:, 1]), line=dict(color="#111", width=2),
-                                     marker=marker, **line))
-        if ends is not None:
-            ex, ey = [float(path[0, 0]), float(path[-1, 0])], [float(path[0, 1]), float(path[-1, 1])]
-            kw = dict(mode="markers+text", text=["A", "B"], textposition="top center", name="A / B",
-                      marker=dict(size=14 if dims == 2 else 7, symbol="diamond", color="#ffd400",
-                                  line=dict(color="black", width=1)), hoverinfo="skip")
-            if dims == 3:
-                fig.add_trace(go.Scatter3d(x=ex, y=ey, z=[float(path[0, 2]), float(path[-1, 2])], **kw))
-            else:
-                fig.add_trace(go.Scatter(x=ex, y=ey, **kw))
+        else:  # SVG up to a few thousand points: WebGL contexts are slow to start and scarce in a page
+            scatter = go.Scatter if len(coords) <= SVG_MAX_POINTS else go.Scattergl
+            fig.add_trace(scatter(x=_l(coords[m, 0]), y=_l(coords[m, 1]),
+                                  marker=dict(size=6, color=color, opacity=0.75), **common))
     fig = _layout(fig, title, demo, height=560, hovermode="closest", dragmode="zoom" if dims == 2 else "orbit")
     if dims == 2:
         fig.update_xaxes(showticklabels=False, title="UMAP 1")
         fig.update_yaxes(showticklabels=False, title="UMAP 2")
-    return fig
+    return FigureDict(fig.to_plotly_json())
+
+
+def with_path(base: FigureDict, path: np.ndarray, t: np.ndarray, p: np.ndarray | None) -> FigureDict:
+    """The sphere with the SLERP path (coloured by p_fake when known) and its ends A and B on top."""
+    dims = path.shape[1]
+    label = [f"t={ti:.2f}" + (f"<br>p_fake {pi:.3f}" if pi is not None and np.isfinite(pi) else "")
+             for ti, pi in zip(t, p if p is not None else [None] * len(t))]
+    line = dict(mode="lines+markers", name="SLERP path", text=label, hovertemplate="%{text}<extra></extra>")
+    marker = dict(size=4 if dims == 3 else 6, color=_l(p) if p is not None else "#111",
+                  colorscale="RdBu_r", cmin=0, cmax=1, showscale=p is not None, colorbar=dict(title="p_fake", len=0.5))
+    ends = dict(mode="markers+text", text=["A", "B"], textposition="top center", name="A / B", hoverinfo="skip",
+                marker=dict(size=14 if dims == 2 else 7, symbol="diamond", color="#ffd400",
+                            line=dict(color="black", width=1)))
+    xyz = {k: _l(path[:, i]) for i, k in enumerate("xyz"[:dims])}
+    end_xyz = {k: [float(path[0, i]), float(path[-1, i])] for i, k in enumerate("xyz"[:dims])}
+    if dims == 3:
+        traces = [go.Scatter3d(**xyz, line=dict(color="#111", width=4), marker=marker, **line),
+                  go.Scatter3d(**end_xyz, **ends)]
+    else:
+        traces = [go.Scatter(**xyz, line=dict(color="#111", width=2), marker=marker, **line),
+                  go.Scatter(**end_xyz, **ends)]
+    out = FigureDict(base)
+    out["data"] = list(base["data"]) + [tr.to_plotly_json() for tr in traces]
+    return out
 
 
 def slerp_curve(t: np.ndarray, p: np.ndarray | None, label: str, demo: bool,

@@ -79,6 +79,8 @@ class Session:
         self._extra_runs: dict[str, Path] = {}  # name -> folder, runs outside cfg.runs (the demo run)
         self._emb: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._thumbs: dict[str, list[str]] = {}
+        self._hover: dict[str, list[str]] = {}
+        self._spheres: dict[tuple, plots.FigureDict] = {}  # (run, method, colour, dims) -> finished figure
         self._aligner = None
         self.warmup_done = threading.Event()
         self.warmup_seconds: float | None = None
@@ -321,8 +323,8 @@ class Session:
             runs[name] = run
         self.runs = runs
         self.skipped_runs = skipped
-        self._emb.clear()
-        self._thumbs.clear()
+        for cache in (self._emb, self._thumbs, self._hover, self._spheres):
+            cache.clear()
 
     def run(self, name: str | None) -> Run:
         if not name and not self.runs:
@@ -369,7 +371,9 @@ class Session:
         run = self.run(run_name)
         root = self.run_data_root(run)
         from .umap_cache import file_digest
-        key = file_digest(run.folder / "predictions.csv")[:20] + "_" + str(abs(hash(str(root))) % 10**8)
+        import hashlib
+        where = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:8]  # hash() differs per process
+        key = file_digest(run.folder / "predictions.csv")[:20] + "_" + where
         path = self.cache_dir / "thumbs" / f"{key}.json"
         thumbs = None
         if path.is_file():
@@ -394,19 +398,25 @@ class Session:
         self._thumbs[run_name] = thumbs
         return thumbs
 
-    def hover_text(self, run: Run) -> list[str]:
+    def hover_text(self, run_name: str) -> list[str]:
+        """Per face: dataset/source, truth, path and every method's p_fake (cached per run)."""
+        if run_name in self._hover:
+            return self._hover[run_name]
+        run = self.run(run_name)
         preds = run.predictions
         labels = {m: roc.method_label(run, m) for m in run.methods}
+        cols = {m: preds[PRED_PREFIX + m].to_numpy() for m in run.methods}
+        truth = np.where(preds["label"].astype(int).to_numpy() == 1, "fake", "real")
         lines = []
-        for _, r in preds.iterrows():
-            scores = "<br>".join(f"{labels[m]}: p_fake {r[PRED_PREFIX + m]:.3f}" for m in run.methods)
-            truth = "fake" if int(r["label"]) else "real"
-            lines.append(f"<b>{r['dataset']} / {r['source']}</b> ({truth})<br>{r['path']}<br>{scores}")
+        for i, (ds, src, path) in enumerate(zip(preds["dataset"], preds["source"], preds["path"])):
+            scores = "<br>".join(f"{labels[m]}: p_fake {cols[m][i]:.3f}" for m in run.methods)
+            lines.append(f"<b>{ds} / {src}</b> ({truth[i]})<br>{path}<br>{scores}")
+        self._hover[run_name] = lines
         return lines
 
     # -- Hypersphere ---------------------------------------------------------------------------
-    def hypersphere(self, run_name: str, method: str, color_by: str = "label", dims: int = 2,
-                    path: dict | None = None):
+    def hypersphere(self, run_name: str, method: str, color_by: str = "label", dims: int = 2) -> plots.FigureDict:
+        """The run's faces on the sphere (UMAP), built once per (run, method, colour, dims) and kept."""
         run = self.run(run_name)
         if method not in run.methods:
             raise DataError(f"run {run_name} has no method {method!r}; it has {', '.join(run.methods)}")
@@ -414,13 +424,17 @@ class Session:
             raise DataError(f"colour by one of {COLOR_BY}, not {color_by!r}")
         if dims not in (2, 3):
             raise DataError("dims must be 2 or 3")
-        coords = self.projection(run_name, method, dims)
-        groups = plots.color_groups(run.predictions, color_by, PRED_PREFIX + method,
-                                    float(run.info.get("threshold", 0.5)))
-        title = f"{roc.method_label(run, method)}: L2-normalised embeddings, UMAP {dims}-D ({len(coords)} faces)"
-        kw = path or {}
-        return plots.sphere_figure(coords, run.predictions, groups, self.hover_text(run), self.thumbnails(run_name),
-                                   self.run_is_demo(run), title, **kw)
+        key = (run_name, method, color_by, dims)
+        if key not in self._spheres:
+            coords = self.projection(run_name, method, dims)
+            groups = plots.color_groups(run.predictions, color_by, PRED_PREFIX + method,
+                                        float(run.info.get("threshold", 0.5)))
+            title = f"{roc.method_label(run, method)}: L2-normalised embeddings, UMAP {dims}-D ({len(coords)} faces)"
+            if len(self._spheres) >= 24:  # a few MB each: keep the recent views only
+                self._spheres.pop(next(iter(self._spheres)))
+            self._spheres[key] = plots.sphere_figure(coords, groups, self.hover_text(run_name),
+                                                     self.thumbnails(run_name), self.run_is_demo(run), title)
+        return self._spheres[key]
 
     def random_pair(self, run_name: str, kind: str = "different class", seed: int | None = None) -> tuple[int, int]:
         """Two rows of a run: same class or one real and one fake."""
@@ -487,8 +501,7 @@ class Session:
         col = PRED_PREFIX + method
         recorded = (float(run.predictions[col].iloc[a]), float(run.predictions[col].iloc[b]))
         demo = self.run_is_demo(run)
-        sphere = self.hypersphere(run_name, method, color_by, dims,
-                                  path={"path": path_xy, "path_t": t, "path_p": p, "ends": (a, b)})
+        sphere = plots.with_path(self.hypersphere(run_name, method, color_by, dims), path_xy, t, p)
         label = roc.method_label(run, method)
         curve = plots.slerp_curve(t, p, label, demo, recorded, why)
         angle = float(np.degrees(np.arccos(np.clip(np.dot(z[a], z[b]), -1, 1))))

@@ -28,9 +28,12 @@ def save_checkpoint(folder: str | Path, tensors: dict[str, torch.Tensor], meta: 
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in sorted(tensors.items())}
     meta = {"format": FORMAT, "code_version": __version__, **meta,
             "tensors": {"count": len(tensors), "numel": int(sum(v.numel() for v in tensors.values()))}}
+    # dfdet.json is the commit mark, written last: an interrupted save never pairs new weights with an
+    # old sidecar, it leaves a folder that read_meta refuses as incomplete.
+    (folder / META_FILE).unlink(missing_ok=True)
     atomic_write(folder / WEIGHTS_FILE, lambda p: save_file(tensors, p, metadata={"format": FORMAT}))
     atomic_write(folder / META_FILE,
-                        lambda p: Path(p).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str)))
+                 lambda p: Path(p).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str)))
     return folder
 
 
@@ -39,6 +42,9 @@ def read_meta(folder: str | Path) -> dict:
     meta_path = folder / META_FILE
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint folder not found: {folder}")
+    if (folder / WEIGHTS_FILE).is_file() and not meta_path.is_file():
+        raise CheckpointError(f"{folder} is an incomplete checkpoint: {WEIGHTS_FILE} without {META_FILE} (a save "
+                              "was interrupted?); re-run the training that writes it")
     if not meta_path.is_file() or not (folder / WEIGHTS_FILE).is_file():
         found = sorted(p.name for p in folder.iterdir())
         raise CheckpointError(
@@ -49,7 +55,11 @@ def read_meta(folder: str | Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{meta_path} is not valid JSON: {err}") from None
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{meta_path}: unsupported format {meta.get('format')!r} (expected {FORMAT})")
+        raise CheckpointError(
+            f"{meta_path}: checkpoint format {meta.get('format')!r}, written by dfdet "
+            f"{meta.get('code_version', '(unknown version)')}; this dfdet {__version__} reads {FORMAT}. Re-train it "
+            f"(`dfdet train --method {meta.get('method', '<method>')} ... --out {folder}`) or use the dfdet that "
+            "wrote it")
     return meta
 
 

@@ -9,7 +9,9 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 
 from .errors import DfdetError
 
@@ -93,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0 if args.command is None else 2
+    # SIGTERM (kill, a job scheduler, docker stop) unwinds like Ctrl-C: temp files are removed, what was
+    # finished stays, and the same command resumes.
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupted) if in_main else None
     try:
         return int(args._run(args) or 0)
     except DfdetError as err:
@@ -101,6 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dfdet {args.command}: interrupted; finished outputs were kept, re-run to resume", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 if __name__ == "__main__":

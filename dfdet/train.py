@@ -3,10 +3,17 @@
 The best epoch is chosen on the validation split only. The linear probe never runs the frozen
 backbone twice: its features are computed once and cached. Families other than "ln" (the
 text-guided methods) register their own trainer in TRAINERS.
+
+Interrupted runs resume: after every epoch the whole training state (trainable tensors, AdamW
+moments, best-so-far, RNG states) is written atomically to <out>/resume.safetensors; the same
+command re-run with the same settings continues after the last finished epoch and ends with the
+checkpoint an uninterrupted run would write. The file is removed once the checkpoint is saved.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
 import random
 import time
@@ -189,10 +196,19 @@ def train(cfg: TrainConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "config.yaml", lambda p: Path(p).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False)))
     log_path = out / "train_log.jsonl"
-    log_path.write_text("")
-    best, best_state, best_epoch, step = -math.inf, None, -1, 0
+    best, best_state, best_epoch, step, start_epoch = -math.inf, None, -1, 0, 0
+    key = resume_key(cfg)
+    resumed = load_resume(out / RESUME_FILE, key)
+    if resumed is not None:
+        best_state, (start_epoch, step, best, best_epoch) = restore_state(resumed, model, opt, gen)
+        lines = log_path.read_text().splitlines()[:start_epoch] if log_path.is_file() else []
+        atomic_write(log_path, lambda p: Path(p).write_text("".join(line + "\n" for line in lines)))
+        tqdm.write(f"[{spec.name}] resuming after epoch {start_epoch}/{cfg.epochs} (step {step}) "
+                   f"from {out / RESUME_FILE}")
+    else:
+        log_path.write_text("")
     t_start = time.time()
-    for epoch in range(cfg.epochs):
+    for epoch in range(start_epoch, cfg.epochs):
         model.train() if not cached else model.eval()
         if cached:
             perm = torch.randperm(len(train_feats[0]), generator=gen)
@@ -233,6 +249,7 @@ def train(cfg: TrainConfig) -> Path:
             f.write(json.dumps(record, default=float) + "\n")
         tqdm.write(f"[{spec.name}] epoch {epoch + 1}: train loss {record['train_loss']}, "
                    f"val {cfg.select_metric} {val.get(cfg.select_metric)}")
+        save_resume(out / RESUME_FILE, key, model, opt, gen, best_state, (epoch + 1, step, best, best_epoch))
         if step >= total:
             break
 
@@ -242,7 +259,77 @@ def train(cfg: TrainConfig) -> Path:
             "config": to_dict(cfg), "manifests": {str(cfg.manifest): file_sha256(cfg.manifest)},
             "val_metrics": best_val, "best_epoch": best_epoch + 1, "steps": step,
             "trainable_params": trainable_count(model), "train_seconds": round(time.time() - t_start, 1)}
-    return save_checkpoint(out, best_state, meta)
+    folder = save_checkpoint(out, best_state, meta)
+    (out / RESUME_FILE).unlink(missing_ok=True)  # the checkpoint is complete: nothing left to resume
+    return folder
+
+
+RESUME_FILE = "resume.safetensors"  # end-of-epoch training state of an unfinished run
+_NOT_IN_KEY = ("out", "device", "num_workers", "compile", "cache_features")  # settings that do not change the result
+
+
+def resume_key(cfg: TrainConfig) -> str:
+    """What must match for a saved state to be continued: every setting that changes the result, and the data."""
+    d = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_IN_KEY}
+    d["manifest_sha256"] = file_sha256(cfg.manifest)
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def save_resume(path: Path, key: str, model: Detector, opt: torch.optim.Optimizer, gen: torch.Generator,
+                best_state: dict | None, progress: tuple[int, int, float, int]) -> None:
+    """One safetensors file (tensors + JSON metadata), written atomically: a kill mid-write keeps the old one."""
+    from safetensors.torch import save_file
+    tensors = {f"model.{k}": v for k, v in trainable_state(model).items()}
+    tensors.update({f"best.{k}": v for k, v in (best_state or {}).items()})
+    for i, st in opt.state_dict()["state"].items():
+        for name, v in st.items():
+            tensors[f"opt.{i}.{name}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    tensors["rng.gen"], tensors["rng.torch"] = gen.get_state(), torch.get_rng_state()
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    epoch, step, best, best_epoch = progress
+    meta = {"key": key, "epoch": epoch, "step": step, "best": best if math.isfinite(best) else None,
+            "best_epoch": best_epoch}
+    atomic_write(path, lambda p: save_file(tensors, p, metadata={"dfdet_resume": json.dumps(meta)}))
+
+
+def load_resume(path: Path, key: str) -> tuple[dict, dict[str, torch.Tensor]] | None:
+    """(metadata, tensors) of a saved state for these settings, or None (absent, unreadable, other settings)."""
+    if not path.is_file():
+        return None
+    from safetensors import safe_open
+    log = logging.getLogger(__name__)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {})["dfdet_resume"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as err:  # noqa: BLE001 - a damaged state only loses the shortcut: start over
+        log.warning("ignoring unreadable resume state %s (%s); training from the start", path, err)
+        return None
+    if meta.get("key") != key:
+        log.warning("%s was saved with other settings or data; training from the start", path)
+        return None
+    return meta, tensors
+
+
+def restore_state(saved: tuple[dict, dict[str, torch.Tensor]], model: Detector, opt: torch.optim.Optimizer,
+                  gen: torch.Generator) -> tuple[dict | None, tuple[int, int, float, int]]:
+    """Put a saved state back into model, optimiser and generator; returns (best_state, progress)."""
+    meta, tensors = saved
+    params = dict(model.named_parameters())
+    state: dict[int, dict] = {}
+    with torch.no_grad():
+        for k, v in tensors.items():
+            if k.startswith("model."):
+                params[k[len("model."):]].copy_(v)
+            elif k.startswith("opt."):
+                _, i, name = k.split(".", 2)
+                state.setdefault(int(i), {})[name] = v
+    best_state = {k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")} or None
+    opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
+    gen.set_state(tensors["rng.gen"])
+    torch.set_rng_state(tensors["rng.torch"])
+    best = meta["best"] if meta.get("best") is not None else -math.inf
+    return best_state, (int(meta["epoch"]), int(meta["step"]), float(best), int(meta["best_epoch"]))
 
 
 def trainer_for(method: str) -> tuple[type, Callable]:

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -60,20 +61,36 @@ def _rel(path: Path, root: Path) -> Path:
 
 
 def _save_atomic(image, path: Path, ext: str) -> None:
+    """Temp file + rename: an interrupt never leaves a half-written crop under its real name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    if ext == "jpg":
-        image.save(tmp, format="JPEG", quality=95)
-    else:
-        image.save(tmp, format="PNG", compress_level=1)  # lossless either way; level 6 is 4x slower for 8% less
-    os.replace(tmp, path)
+    try:
+        if ext == "jpg":
+            image.save(tmp, format="JPEG", quality=95)
+        else:
+            image.save(tmp, format="PNG", compress_level=1)  # lossless either way; level 6 is 4x slower for 8% less
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _write_json_atomic(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=1))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _worker_init() -> None:
+    """Ctrl-C is the main process's to handle (it stops the workers); SIGTERM makes a worker unwind
+    quietly, so its finally blocks remove temp files and no traceback reaches the terminal."""
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, stop)
 
 
 _ALIGNER: FaceAligner | None = None  # one per worker process (the landmark model is ~100 MB)
@@ -241,13 +258,23 @@ def preprocess(src: str | Path, out: str | Path, cfg: PreprocessConfig | None = 
             bar.update()
     else:
         import multiprocessing as mp
-        with ProcessPoolExecutor(max_workers=min(cfg.workers, len(todo)), mp_context=mp.get_context("spawn")) as ex:
+        ex = ProcessPoolExecutor(max_workers=min(cfg.workers, len(todo)), mp_context=mp.get_context("spawn"),
+                                 initializer=_worker_init)
+        try:
             futures = {ex.submit(process_one, str(path), str(stem), cfg): (n, rec_path)
                        for n, path, stem, rec_path in todo}
             for fut in as_completed(futures):
                 n, rec_path = futures[fut]
                 finish(n, rec_path, fut.result())
                 bar.update()
+        except BaseException:
+            # Ctrl-C / SIGTERM: stop now instead of draining the queue. Workers get SIGTERM and unwind;
+            # inputs without a record are redone by the next run.
+            for proc in list(getattr(ex, "_processes", {}).values()):  # no public API before Python 3.14
+                proc.terminate()
+            ex.shutdown(wait=True, cancel_futures=True)
+            raise
+        ex.shutdown(wait=True)
     bar.close()
     report = PreprocessReport([records[n] for n in sorted(records)], skipped, time.perf_counter() - t0)
     report.path = out / REPORT

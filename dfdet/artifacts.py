@@ -59,8 +59,12 @@ class Run:
         path = self.folder / "embeddings" / f"{method}.npz"
         if not path.is_file():
             raise DfdetError(f"run {self.folder} has no embeddings for {method}")
-        with np.load(path, allow_pickle=False) as f:
-            return f["z"], f["norm"]
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                return f["z"], f["norm"]
+        except (ValueError, KeyError, OSError, EOFError) as err:  # never unpickled: object arrays are refused
+            raise DfdetError(f"{path} is not a dfdet embeddings file (arrays z and norm of numbers): {err}. "
+                             "Re-run `dfdet evaluate` to write it again") from None
 
 
 def load_run(folder: str | Path) -> Run:

@@ -32,7 +32,11 @@ class Served:
         self.app.close()
 
 
-def serve(tmp: Path, tiny_cfg, runs: Path | None = None, checkpoints: Path | None = None, **cfg_kw) -> Served:
+def serve(tmp: Path, tiny_cfg, runs: Path | None = None, checkpoints: Path | None = None,
+          app_attrs: dict | None = None, **cfg_kw) -> Served:
+    """app_attrs: module-level settings of app.py to replace before the app is built (e.g. DELETE_CACHE)."""
+    import os
+
     from gradio_client import Client
 
     from dfdet.viz.session import AppConfig, Session
@@ -42,10 +46,12 @@ def serve(tmp: Path, tiny_cfg, runs: Path | None = None, checkpoints: Path | Non
                     backbone=tiny_cfg, cache_dir=str(tmp / "cache"), demo="off", warm_up=False, **cfg_kw)
     session = Session(cfg, clip=load_clip(tiny_cfg))
     mod = load_app_module()
+    for k, v in (app_attrs or {}).items():
+        assert hasattr(mod, k), k
+        setattr(mod, k, v)
     app = mod.build_app(session)
     mod.launch(app, prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     client = Client(app.local_url, verbose=False, download_files=str(tmp / "downloads"))
-    import os
     return Served(app, client, session, mod, Path(ck), Path(os.environ["GRADIO_TEMP_DIR"]))
 
 

@@ -37,7 +37,10 @@ class Entry:
 
     @property
     def label(self) -> str:
-        return self.meta.get("display_name") or self.spec.label
+        """The method's label; a checkpoint in a folder of another name says which folder it is."""
+        if self.meta.get("display_name"):
+            return self.meta["display_name"]
+        return self.spec.label if self.name == self.spec.name else f"{self.spec.label} ({self.name})"
 
 
 def train_command(method: str) -> str:
@@ -70,7 +73,7 @@ class DetectorBank:
                 except CheckpointError as err:
                     if (folder / "dfdet.json").exists() or any(folder.iterdir()):
                         self.entries[folder.name] = Entry(folder.name, get_method(wanted[0]), "error", str(err),
-                                                          folder=folder)
+                                                          folder=folder, meta={"display_name": folder.name})
                     continue
                 if not meta.get("source"):  # an imported model is its own row, not the method's own checkpoint
                     found.setdefault(meta.get("method", ""), []).append(folder)
@@ -90,7 +93,8 @@ class DetectorBank:
         try:
             spec = get_method(meta.get("method", ""))
         except KeyError as err:
-            self.entries[name] = Entry(name, get_method("linear_probe"), "error", str(err), folder=folder)
+            self.entries[name] = Entry(name, get_method("linear_probe"), "error", str(err), folder=folder,
+                                       meta={"display_name": name})  # unknown method: named by its folder
             return
         try:
             check_compatible(meta, self.clip.config.model, self.clip.weights_id, folder)

@@ -1,0 +1,309 @@
+"""Hostile files and paths: pickles where weights are expected, paths out of the allowed folders, oversize
+uploads, and the upload folder being cleaned.
+
+The pickles are live: unpickling one creates a marker file (the test first proves that on a copy of
+the payload), so "the marker was never created" shows the file was refused without being unpickled.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import pickle
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from dfdet.artifacts import write_run
+from dfdet.backbone import load_clip
+from dfdet.inference import DetectorBank
+from dfdet.methods import PAPER_METHODS, get_method
+from dfdet.metrics import metric_table
+from dfdet.viz.media import MAX_UPLOAD_MB
+from test_app_helpers import make_checkpoints
+from test_reliability_helpers import TINY_ARGS, run_cli, serve
+
+SECRET_COLOUR = (255, 0, 255)  # the secret image is one flat magenta: easy to recognise if it ever leaks
+
+
+class Payload:
+    """Unpickling this opens `marker` for writing, i.e. creates it: a stand-in for arbitrary code."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def live_pickle(marker: Path, tmp: Path) -> bytes:
+    """A pickle that would create `marker`; proven live by unpickling a twin that targets another file."""
+    twin = tmp / "proof_the_payload_is_live"
+    pickle.loads(pickle.dumps(Payload(twin))).close()
+    assert twin.is_file()
+    return pickle.dumps(Payload(marker))
+
+
+def torch_pickle(marker: Path) -> bytes:
+    """The same payload in torch.save's zip format, as a .bin / .ckpt would hold it."""
+    buf = io.BytesIO()
+    torch.save({"state_dict": Payload(marker)}, buf)
+    return buf.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def _gradio_tmp():
+    yield  # one server per module keeps one upload folder
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tiny_cfg, shared):
+    """A data root with a good face and a symlink out, a secret outside it, a run whose rows point out,
+    checkpoints with three hostile entries, and the app over all of it (upload cache aged out in 1 s)."""
+    tmp = tmp_path_factory.mktemp("hostile")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GRADIO_TEMP_DIR", str(tmp / "gradio"))
+    mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    marker = tmp / "PWNED"
+    secret = tmp / "secret"
+    secret.mkdir()
+    Image.new("RGB", (64, 64), SECRET_COLOUR).save(secret / "secret.png")
+    (secret / "secret.txt").write_text("TOP-SECRET-7f3a")
+    data = tmp / "data"
+    face = sorted((shared / "datasets" / "FF" / "real").glob("*/*.png"))[0]
+    for rel in ("DS/real/v0/000.png", "DS/real/v2/000.png"):
+        (data / rel).parent.mkdir(parents=True)
+        Image.open(face).save(data / rel)
+    (data / "DS/fake/v1").mkdir(parents=True)
+    (data / "DS/fake/v1/000.png").symlink_to(secret / "secret.png")
+    rows = ["DS/real/v0/000.png", "../secret/secret.png", str(secret / "secret.png"), "DS/fake/v1/000.png",
+            "DS/../../secret/secret.png", "DS/real/v2/000.png"]
+    labels = [0, 1, 1, 1, 1, 0]
+    preds = pd.DataFrame({"path": rows, "dataset": "DS", "source": ["real" if y == 0 else "fake" for y in labels],
+                          "video": [f"DS/x/v{i}" for i in range(len(rows))], "label": labels, "split": "test"})
+    rng = np.random.default_rng(0)
+    emb = {}
+    for m in ("linear_probe", "ln_norm"):
+        preds[f"p_fake__{m}"] = rng.uniform(0.05, 0.95, len(rows)).round(4)
+        z = rng.normal(size=(len(rows), 8))
+        emb[m] = (z / np.linalg.norm(z, axis=1, keepdims=True), np.linalg.norm(z, axis=1))
+    metrics, roc = metric_table(preds, ["linear_probe", "ln_norm"])
+    info = {"backbone": {"model": "synthetic", "weights": "none"}, "data_root": str(data), "threshold": 0.5,
+            "methods": {m: {"method": m, "label": get_method(m).label} for m in ("linear_probe", "ln_norm")}}
+    write_run(tmp / "runs" / "hostile", info, preds, metrics, roc, emb)
+    pickled_run = write_run(tmp / "runs" / "pickled", info, preds, metrics, roc, emb)
+    np.savez(pickled_run / "embeddings" / "ln_norm.npz", z=np.array([Payload(marker)], dtype=object),
+             norm=np.ones(1))
+
+    ck = make_checkpoints(load_clip(tiny_cfg), tmp / "checkpoints")
+    payload = live_pickle(marker, tmp)
+    (ck / "evil_safetensors").mkdir()
+    (ck / "evil_safetensors" / "model.safetensors").write_bytes(payload)  # a pickle under the expected name
+    (ck / "evil_safetensors" / "dfdet.json").write_text(json.dumps(
+        {"format": "dfdet-checkpoint/1", "method": "ln_norm",
+         "backbone": {"model": tiny_cfg.model, "weights": "random-init-seed0"}}))
+    (ck / "evil_bin").mkdir()
+    (ck / "evil_bin" / "pytorch_model.bin").write_bytes(torch_pickle(marker))
+    (ck / "evil_ckpt").mkdir()
+    (ck / "evil_ckpt" / "model.ckpt").write_bytes(torch_pickle(marker))
+    (tmp / "evil.ckpt").write_bytes(torch_pickle(marker))
+    (tmp / "evil.bin").write_bytes(torch_pickle(marker))
+
+    served = serve(tmp, tiny_cfg, runs=tmp / "runs", checkpoints=ck, data_root=str(data),
+                   app_attrs={"DELETE_CACHE": (1, 1)})
+    yield {"tmp": tmp, "marker": marker, "secret": secret, "data": data, "ck": ck, "served": served,
+           "face": face, "rows": rows}
+    served.close()
+    mp.undo()
+
+
+def not_pwned(world):
+    assert not world["marker"].exists(), "a pickle was unpickled"
+
+
+# ---------------------------------------------------------------------------------------------- pickles
+def test_pickles_in_the_checkpoints_folder_are_refused_without_unpickling(world, tiny_cfg):
+    bank = DetectorBank(load_clip(tiny_cfg), world["ck"], list(PAPER_METHODS))
+    e = bank.entries
+    assert e["evil_safetensors"].status == "error" and "not a valid safetensors file" in e["evil_safetensors"].message
+    for name, file in (("evil_bin", "pytorch_model.bin"), ("evil_ckpt", "model.ckpt")):
+        assert e[name].status == "error"
+        assert "not a dfdet checkpoint" in e[name].message and file in e[name].message
+        assert "import-checkpoint" in e[name].message  # says what to do
+    assert set(bank.ready) == set(PAPER_METHODS)  # the rest keep working
+    not_pwned(world)
+
+
+def test_the_cli_refuses_pickles_and_still_scores_with_the_good_checkpoints(world):
+    res = run_cli(["predict", str(world["face"]), "--checkpoints", str(world["ck"]), *TINY_ARGS])
+    assert res.rc == 0 and not res.crashed and "Traceback" not in res.text
+    assert "evil_safetensors: " in res.out and "not a valid safetensors file" in res.out
+    assert all(get_method(m).label in res.out for m in PAPER_METHODS)
+    not_pwned(world)
+
+
+def test_import_checkpoint_reads_a_hostile_ckpt_without_running_it(world):
+    res = run_cli(["import-checkpoint", str(world["tmp"] / "evil.ckpt"), "--out", str(world["tmp"] / "imported")])
+    assert res.rc == 2 and not res.crashed and "Traceback" not in res.text
+    assert "never unpickles" in res.err
+    not_pwned(world)
+
+
+def test_clip_weights_that_are_a_pickle_are_refused(world):
+    res = run_cli(["predict", str(world["face"]), "--checkpoints", str(world["ck"]), "--clip-weights",
+                   str(world["tmp"] / "evil.bin"), "--model", "dfdet-tiny-vit", "--device", "cpu"])
+    assert res.rc == 2 and not res.crashed and "Traceback" not in res.text
+    assert "could not load CLIP weights from" in res.err and "evil.bin" in res.err
+    not_pwned(world)
+
+
+def test_the_app_lists_refused_checkpoints_and_serves_with_the_rest(world):
+    c = world["served"].client
+    banner = c.predict(api_name="/status")[0]
+    listed = [line.split(": ")[0] for line in banner.splitlines() if line.startswith("- ")]
+    for name in ("evil_safetensors", "evil_bin", "evil_ckpt"):
+        assert any(name in label for label in listed), listed  # under "Not available", named by its folder
+    assert "not a valid safetensors file" in banner and "not a dfdet checkpoint" in banner
+    out = c.predict("samples", 0, api_name="/predict_sample")
+    scored = [r for r in out[2]["data"] if r[2] is not None]
+    assert {r[0] for r in scored} == {get_method(m).label for m in PAPER_METHODS}
+    not_pwned(world)
+
+
+def test_an_embeddings_file_holding_a_pickle_is_refused(world):
+    with pytest.raises(Exception) as err:
+        world["served"].client.predict("pickled", "ln_norm", "label", "2-D", api_name="/hypersphere")
+    assert "not a dfdet embeddings file" in str(err.value) and "Traceback" not in str(err.value)
+    not_pwned(world)
+
+
+# ---------------------------------------------------------------------------------------------- paths
+def test_no_file_outside_the_allowed_folders_is_served_over_http(world):
+    app, secret = world["served"].app, world["secret"]
+    upload = world["served"].upload_dir
+    (upload / "planted").mkdir(parents=True, exist_ok=True)
+    link = upload / "planted" / "link.txt"
+    if not link.exists():
+        link.symlink_to(secret / "secret.txt")  # a symlink inside the upload folder pointing out of it
+    attempts = [str(secret / "secret.txt"), "../secret/secret.txt", "../../../../../../etc/passwd",
+                "%2e%2e/%2e%2e/%2e%2e/etc/passwd", str(upload / ".." / "secret" / "secret.txt"), str(link),
+                str(world["data"] / "DS/real/v0/000.png"), str(world["data"] / "DS/fake/v1/000.png"),
+                str(Path(__file__).resolve().parents[1] / "app.py"), "app.py", "/etc/passwd"]
+    for a in attempts:
+        for route in ("gradio_api/file=", "file=", "gradio_api/static/", "static/"):
+            r = httpx.get(app.local_url + route + a)
+            assert r.status_code in (403, 404), (route, a, r.status_code)
+            assert "TOP-SECRET" not in r.text and "root:" not in r.text
+
+
+def test_the_api_never_opens_a_server_path_a_client_sends(world):
+    url = world["served"].app.local_url
+    for api in ("predict_image", "predict_video"):
+        r = httpx.post(f"{url}gradio_api/call/{api}",
+                       json={"data": [{"path": str(world["secret"] / "secret.png"), "meta": {"_type": "gradio.FileData"}}]})
+        assert r.status_code == 200
+        events = httpx.get(f"{url}gradio_api/call/{api}/{r.json()['event_id']}").text
+        assert "event: error" in events and "not uploaded by a user" in events
+
+
+@pytest.mark.parametrize("row", [1, 2, 3, 4], ids=["dotdot", "absolute", "symlink-out", "dotdot-inside"])
+def test_run_rows_pointing_outside_the_data_root_are_refused(world, row):
+    c = world["served"].client
+    for api, args in (("/point", ("hostile", "ln_norm", row)), ("/predict_sample", ("run:hostile", row))):
+        with pytest.raises(Exception) as err:
+            c.predict(*args, api_name=api)
+        assert "points outside the data root" in str(err.value), (api, str(err.value))
+    image, text, _ = c.predict("hostile", "ln_norm", 0, api_name="/point")  # the good row still works
+    assert world["rows"][0] in text and np.asarray(Image.open(image)).std() > 0
+
+
+def is_secret(img: Image.Image) -> bool:
+    a = np.asarray(img.convert("RGB")).reshape(-1, 3).astype(int)
+    return bool((np.abs(a - SECRET_COLOUR).sum(1) < 30).mean() > 0.5)
+
+
+def test_galleries_and_hover_thumbnails_never_show_a_file_outside_the_root(world):
+    c = world["served"].client
+    fp, fn, dis, _ = c.predict("hostile", "ln_norm", "all", 0.5, api_name="/errors")
+    shown = [item["image"] for item in fp + fn + dis]
+    assert shown and not any(is_secret(Image.open(p)) for p in shown)
+    fig = json.loads(c.predict("hostile", "ln_norm", "label", "2-D", api_name="/hypersphere")["plot"])
+    uris = [cd[1] for tr in fig["data"] if tr.get("customdata") for cd in tr["customdata"]]
+    assert len(uris) == len(world["rows"])
+    for uri in uris:
+        img = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+        assert not is_secret(img)
+
+
+def test_face_sources_are_names_not_paths(world):
+    """The face source is a dropdown of server-side names; anything else is refused before a handler runs."""
+    c = world["served"].client
+    for source in ("/etc/passwd", "run:../../etc", str(world["secret"] / "secret.png"), "run:hostile/../pickled"):
+        with pytest.raises(Exception) as err:
+            c.predict(source, 0, api_name="/predict_sample")
+        assert "is not in the list of choices" in str(err.value)
+    with pytest.raises(Exception, match="unknown face source"):  # and the handler itself trusts no name either
+        world["served"].session.face("/etc/passwd", 0)
+
+
+# ---------------------------------------------------------------------------------------------- uploads
+def test_max_file_size_is_set_and_an_oversize_upload_is_rejected(world):
+    from gradio_client import handle_file
+    served, tmp = world["served"], world["tmp"]
+    assert served.app.max_file_size == MAX_UPLOAD_MB * 2 ** 20
+    big = tmp / "big.png"
+    with open(big, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n")
+        f.truncate(MAX_UPLOAD_MB * 2 ** 20 + 1024)
+    with pytest.raises(ValueError, match="exceeds the maximum file size"):  # gradio_client refuses to send it
+        served.client.predict(handle_file(str(big)), api_name="/predict_image")
+    with open(big, "rb") as f:  # a client that does not care: the server refuses the upload itself
+        r = httpx.post(served.app.local_url + "gradio_api/upload", files={"files": ("big.png", f, "image/png")},
+                       timeout=60)
+    assert r.status_code == 413 and "maximum" in r.text.lower()
+    assert not any(p.name == "big.png" for p in served.upload_dir.rglob("*"))
+
+
+def test_uploads_live_in_the_temp_folder_and_are_cleaned_up(world):
+    from gradio_client import handle_file
+    served = world["served"]
+    up = served.upload_dir
+    img = world["tmp"] / "upload_me.png"
+    Image.open(world["face"]).save(img)
+    served.client.predict(handle_file(str(img)), api_name="/predict_image")
+    t0 = time.monotonic()
+    # uploads and outputs live under GRADIO_TEMP_DIR; with delete_cache=(1 s, 1 s) they go within seconds
+    while any(p.name == "upload_me.png" for p in up.rglob("*")) and time.monotonic() - t0 < 20:
+        time.sleep(0.2)
+    assert not any(p.name == "upload_me.png" for p in up.rglob("*"))
+    served.client.predict("samples", 0, api_name="/predict_sample")  # still serving
+
+
+def test_the_app_deletes_every_upload_at_shutdown(tmp_path, monkeypatch, tiny_cfg, shared):
+    from gradio_client import handle_file
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    served = serve(tmp_path, tiny_cfg)  # the app's own DELETE_CACHE (10 min / 1 h)
+    img = tmp_path / "at_shutdown.png"
+    Image.open(sorted((shared / "datasets" / "FF" / "real").glob("*/*.png"))[0]).save(img)
+    served.client.predict(handle_file(str(img)), api_name="/predict_image")
+    files = lambda: [p for p in served.upload_dir.rglob("*") if p.is_file()]  # noqa: E731
+    assert any(p.name == "at_shutdown.png" for p in files())
+    served.close()
+    assert files() == []
+
+
+def test_csv_exports_do_not_pile_up(tmp_path):
+    import os
+
+    from dfdet.viz.compare import EXPORT_KEEP_S, table_csv
+    table = pd.DataFrame({"method": ["x"], "p_fake": [0.5]})
+    old = table_csv(table, False, folder=tmp_path)
+    os.utime(old, (time.time() - EXPORT_KEEP_S - 5,) * 2)
+    new = table_csv(table, False, folder=tmp_path)
+    assert new.is_file() and not old.exists()

@@ -203,12 +203,8 @@ def build_app(session: Session) -> gr.Blocks:
         if row in (None, ""):
             raise DfdetError("click a point in the plot, or type a row number")
         row = int(float(row))
-        image, rec = s.face(f"run:{run}", row)
-        preds = s.run(run).predictions
-        scores = ", ".join(f"{roc.method_label(s.run(run), m)} {preds['p_fake__' + m].iloc[row]:.3f}"
-                           for m in s.run(run).methods)
-        text = f"**Row {row}**: {s.describe(rec)}\n\np_fake: {scores}\n\n" + demo_tag(s.run_is_demo(s.run(run)))
-        return image, text, row
+        image, text = s.point(run, row)
+        return image, text + "\n\n" + demo_tag(s.run_is_demo(s.run(run))), row
 
     @friendly
     def random_pair(run, kind):

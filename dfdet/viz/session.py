@@ -6,6 +6,7 @@ Faces are always chosen by row number in a table the server owns, never by a pat
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ from ..errors import DataError, DfdetError, WeightsUnavailable
 from ..images import open_image
 from ..inference import DetectorBank
 from . import compare, errors, plots, roc
-from .media import check_upload, data_uri, load_face, placeholder, under_root
+from .media import check_upload, data_uri, load_face, placeholder
 from .umap_cache import UmapCache, place, warm_up
 
 log = logging.getLogger(__name__)
@@ -149,17 +150,24 @@ class Session:
         except ImportError:
             raise DfdetError("demo mode is not available in this version of dfdet") from None
         weights_msg = self.status.message
-        assets = ensure_demo(self.cfg.demo_root, progress=progress or (lambda msg: log.info(msg)))
-        clip = load_clip(assets.backbone_cfg, self.cfg.device)
-        with self.model_lock:
-            self._use_bank(DetectorBank(clip, assets.checkpoints_dir, self.cfg.methods or None, self.cfg.device),
-                           assets.checkpoints_dir)
-        if weights_msg:
-            self.status.message += f". Real weights: {weights_msg}"
+        # Other visitors see "loading" (and their model calls wait for it) while the demo is built.
+        self.status = ModelStatus("loading", "starting demo mode: the first time, the tiny random-weight backbone "
+                                             "is trained for a few steps per method and evaluated (minutes, once)")
+        try:
+            assets = ensure_demo(self.cfg.demo_root, progress=progress or (lambda msg: log.info(msg)))
+            clip = load_clip(assets.backbone_cfg, self.cfg.device)
+            bank = DetectorBank(clip, assets.checkpoints_dir, self.cfg.methods or None, self.cfg.device)
+        except BaseException:
+            self.status = ModelStatus("none", weights_msg)
+            raise
         self._extra_runs["demo"] = Path(assets.run_dir)
         self.reload_runs()
         if self.samples is None or self.samples.empty:
             self.load_samples()
+        with self.model_lock:
+            self._use_bank(bank, assets.checkpoints_dir)
+        if weights_msg:
+            self.status.message += f". Real weights: {weights_msg}"
         return "Demo mode is on: every score shown is meaningless (random-weight backbone)."
 
     @property
@@ -436,6 +444,14 @@ class Session:
                                                      self.thumbnails(run_name), self.run_is_demo(run), title)
         return self._spheres[key]
 
+    def point(self, run_name: str, row: int) -> tuple[Image.Image, str]:
+        """A face of a run, large, with its truth and every method's recorded p_fake (Markdown)."""
+        run = self.run(run_name)
+        image, rec = self.face(f"run:{run_name}", row)
+        scores = ", ".join(f"{roc.method_label(run, m)} {run.predictions[PRED_PREFIX + m].iloc[row]:.3f}"
+                           for m in run.methods)
+        return image, f"**Row {row}**: {self.describe(rec)}\n\np_fake: {scores}"
+
     def random_pair(self, run_name: str, kind: str = "different class", seed: int | None = None) -> tuple[int, int]:
         """Two rows of a run: same class or one real and one fake."""
         labels = self.run(run_name).predictions["label"].astype(int).to_numpy()
@@ -474,9 +490,6 @@ class Session:
 
         Returns (sphere figure, p-vs-t figure, explanation).
         """
-        import torch
-
-        from ..slerp import slerp
         run = self.run(run_name)
         z, norm = self.embeddings(run_name, method)
         n = len(z)
@@ -484,6 +497,13 @@ class Session:
         for r in (a, b):
             if not 0 <= r < n:
                 raise DataError(f"row {r} is out of range: the run has rows 0..{n - 1}")
+        with single_threaded():
+            return self._slerp_path(run, run_name, method, z, norm, a, b, color_by, dims, steps)
+
+    def _slerp_path(self, run, run_name, method, z, norm, a, b, color_by, dims, steps):
+        import torch
+
+        from ..slerp import slerp
         t = np.linspace(0.0, 1.0, steps, dtype=np.float32)
         za = torch.from_numpy(z[a]).expand(steps, -1)
         zb = torch.from_numpy(z[b]).expand(steps, -1)
@@ -577,6 +597,22 @@ class Session:
         th = threading.Thread(target=work, name="dfdet-warm-up", daemon=True)
         th.start()
         return th
+
+
+@contextlib.contextmanager
+def single_threaded():
+    """Small-tensor math on one thread. On a busy 2-core machine, waking BLAS/OpenMP threads for a
+    41 x 1024 path cost more than the math (SLERP path: 230 ms -> 53 ms, bench/results_dashboard.md).
+    The model queue runs one call at a time, so no concurrent inference is slowed by this."""
+    import torch
+    from threadpoolctl import threadpool_limits
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def video_faces(path: Path, n_frames: int, aligner) -> tuple[list[Image.Image], np.ndarray, str]:

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> Path:
         if hf is not None:
             diffs["paper_hf"] = (hf(pixel_values=probe).pooler_output - ref).abs().max().item()
 
-    rows, notes, best_rows, per_img = [], [], [], {}
+    rows, notes, best_rows, per_img, raw = [], [], [], {}, []
     for precision in precisions:
         dtype = common.DTYPES[precision]
         peak, peak_how = common.best_peak(device, dtype, args.peak_tflops)
@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> Path:
                     torch.cuda.empty_cache()
                 continue
             per_img[precision] = min(tm.median(n) for n in tm.runs) / b
+            raw.append(f"{precision} batch {b} (s per run, in round order):\n{tm.raw()}")
             best = min(tm.runs, key=tm.median)
             for n in tm.runs:
                 med = tm.median(n)
@@ -177,6 +178,10 @@ def main(argv: list[str] | None = None) -> Path:
         "",
         *[f"- {n}" for n in notes],
         f"- wall time of this run: {time.perf_counter() - t_start:.0f} s",
+        "",
+        "## Raw runs",
+        "",
+        *[f"{r}\n" for r in raw],
     ]
     if not args.no_profile and ("fp32" in precisions or device.type == "cuda"):
         precision = "bf16" if device.type == "cuda" else "fp32"

@@ -117,6 +117,10 @@ def main(argv: list[str] | None = None) -> Path:
         table(["path", "vs 4 bare", "target", "result"], targets),
         "",
         f"- wall time of this run: {time.perf_counter() - t_start:.0f} s",
+        "",
+        "## Raw runs (s per request, in round order)",
+        "",
+        tm.raw(),
     ]
     if any(t[-1] == "MISSED" for t in targets):
         body += ["", "## Profile: bank.predict (one request, operators by self time)", "",

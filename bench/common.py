@@ -187,6 +187,10 @@ class Timings:
     def median(self, name: str) -> float:
         return statistics.median(self.runs[name])
 
+    def raw(self) -> str:
+        """Every run in seconds, so the spread behind each median can be judged."""
+        return "\n".join(f"- {n}: " + ", ".join(f"{t:.3f}" for t in ts) for n, ts in self.runs.items())
+
     def ratio(self, slow: str, fast: str) -> float:
         """Median over rounds of time(slow)/time(fast): how many times faster `fast` is."""
         return statistics.median(a / b for a, b in zip(self.runs[slow], self.runs[fast]))

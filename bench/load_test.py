@@ -1,0 +1,429 @@
+"""Load test of the dashboard: N concurrent clients x M mixed requests against `python app.py`.
+
+The server is the real app.py (its own process, 127.0.0.1 only) on the tiny random-weight backbone
+with seeded checkpoints of the four paper methods and a real `dfdet evaluate` run over ~90 shared
+faces; the clients are gradio_client.Client objects, one per thread, in this process. Every request
+is checked (an answer of the expected shape, not an error). Reported: errors, latency percentiles
+per endpoint and overall, throughput, the server's memory before and after the run, and how an
+overloaded model queue answers (HTTP 503 with a message, at once) when more requests arrive than the
+queue holds.
+
+    python bench/load_test.py                                   # 50 clients x 20 requests -> bench/results_load.md
+    python bench/load_test.py --clients 8 --requests 5 --out /tmp/load_smoke.md   # a smoke run
+
+Scores are meaningless (random weights): this measures the serving, not the detector.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make `bench` and `dfdet` importable from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+REPO = Path(__file__).resolve().parents[1]
+METHODS = ["linear_probe", "ln_tuning", "ln_norm", "ln_norm_slerp"]
+MEMORY_LIMIT_MB = 50  # allowed growth of the server's resident memory over the run
+
+
+# -- artifacts ------------------------------------------------------------------------------------
+def build_artifacts(work: Path) -> dict[str, Path]:
+    """Tiny checkpoints, a real evaluation run over ~90 shared faces, a face photo and a 1-frame video."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from dfdet.backbone import TINY_MODEL, VisionBackbone, load_clip, weights_id
+    from dfdet.checkpoint import save_checkpoint
+    from dfdet.config import BackboneConfig
+    from dfdet.data.manifest import scan_folder, shared_dir, write_manifest
+    from dfdet.evaluate import EvalConfig, evaluate
+    from dfdet.methods import get_method
+    from dfdet.model import Detector, trainable_count, trainable_state
+    shared = shared_dir()
+    out = {"runs": work / "runs", "checkpoints": work / "checkpoints", "face": work / "face.png",
+           "video": work / "one_frame.mp4"}
+    cfg = BackboneConfig(model=TINY_MODEL, pretrained=None, seed=0)
+    if not (out["runs"] / "tiny" / "run.json").is_file():
+        clip = load_clip(cfg)
+        for i, name in enumerate(METHODS):
+            torch.manual_seed(i)
+            det = Detector(VisionBackbone(clip.model.visual), get_method(name))
+            state = {k: v + 0.3 * torch.randn_like(v) for k, v in trainable_state(det).items()}
+            save_checkpoint(out["checkpoints"] / name, state, {
+                "method": name, "label": get_method(name).label, "trainable_params": trainable_count(det),
+                "backbone": {"model": cfg.model, "weights": weights_id(cfg)}})
+        df = scan_folder(shared / "datasets")
+        parts = [df[df["dataset"].isin(["FF", "CDFv2"])]]
+        for dataset, k in (("DFDC", 16), ("GANFaces", 5)):
+            d = df[df["dataset"] == dataset]
+            parts += [d[d["label"] == c].head(k) for c in (0, 1)]
+        small = pd.concat(parts).reset_index(drop=True)
+        small["split"] = "test"
+        manifest = write_manifest(small, work / "manifest.csv")
+        evaluate(EvalConfig(manifest=str(manifest), data_root=str(shared / "datasets"), split="test",
+                            checkpoints=str(out["checkpoints"]), methods=METHODS, backbone=cfg, batch_size=32,
+                            out=str(out["runs"] / "tiny")))
+    if not out["face"].is_file():
+        from PIL import Image
+        face = Image.open(sorted((shared / "datasets" / "FF" / "real").glob("*/*.png"))[0]).convert("RGB")
+        canvas = Image.new("RGB", (480, 480), (200, 190, 170))
+        canvas.paste(face, (112, 112))
+        canvas.save(out["face"])
+    if not out["video"].is_file():
+        import av
+        with av.open(str(shared / "videos" / "FF" / "real" / "004.mp4")) as v:
+            frame = next(v.decode(video=0)).to_ndarray(format="rgb24")
+        with av.open(str(out["video"]), "w") as o:
+            s = o.add_stream("mpeg4", rate=25)
+            s.width, s.height, s.pix_fmt = frame.shape[1], frame.shape[0], "yuv420p"
+            for pkt in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                o.mux(pkt)
+            for pkt in s.encode():
+                o.mux(pkt)
+    return out
+
+
+# -- server ---------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(art: dict[str, Path], work: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    cmd = [sys.executable, "app.py", "--runs", str(art["runs"]), "--checkpoints", str(art["checkpoints"]),
+           "--model", "dfdet-tiny-vit", "--pretrained", "none", "--cache-dir", str(work / "cache"), "--demo", "off",
+           "--host", "127.0.0.1", "--port", str(port), "--methods", *METHODS]
+    env = {**os.environ, "GRADIO_TEMP_DIR": str(work / "gradio"), "GRADIO_ANALYTICS_ENABLED": "False",
+           "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    log = open(work / "server.log", "w")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    t0 = time.monotonic()
+    while True:
+        try:
+            if urllib.request.urlopen(url, timeout=2).status == 200:
+                return proc, url
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() - t0 > 300:
+            proc.kill()
+            sys.exit(f"the app did not start; see {work / 'server.log'}")
+        time.sleep(0.2)
+
+
+def rss_mb(pid: int) -> float:
+    import psutil
+    return psutil.Process(pid).memory_info().rss / 2 ** 20
+
+
+# -- requests -------------------------------------------------------------------------------------
+@dataclass
+class Context:
+    run: str  # run name in the app
+    n_rows: int  # rows of the run
+    n_samples: int  # rows of the sample manifest
+    datasets: list[str]
+    face: str  # local photo to upload
+    video: str  # local 1-frame video to upload
+
+
+# endpoint: (weight in the mix, uses the model queue)
+MIX = {"predict_sample": (4, True), "predict_image": (2, True), "predict_video": (1, True), "slerp_path": (2, True),
+       "hypersphere": (2, False), "point": (2, False), "roc": (3, False), "errors": (2, False),
+       "random_pair": (1, False), "random_face": (1, False), "status": (1, False)}
+
+
+def plan(client: int, n: int) -> list[str]:
+    """The endpoints one client calls, in order: the weighted mix, shuffled per client (seeded)."""
+    rng = random.Random(client)
+    names = list(MIX)
+    return rng.choices(names, weights=[MIX[k][0] for k in names], k=n)
+
+
+def call(client, api: str, ctx: Context, rng: random.Random):
+    """One request with plausible arguments; raises if the answer is an error or of the wrong shape."""
+    from gradio_client import handle_file
+    m = rng.choice(METHODS)
+    if api == "predict_sample":
+        out = client.predict("samples", rng.randrange(ctx.n_samples), api_name="/predict_sample")
+    elif api == "predict_image":
+        out = client.predict(handle_file(ctx.face), api_name="/predict_image")
+    elif api == "predict_video":
+        out = client.predict(handle_file(ctx.video), api_name="/predict_video")
+    elif api == "slerp_path":
+        a, b = rng.sample(range(ctx.n_rows), 2)
+        out = client.predict(ctx.run, m, a, b, "label", "2-D", api_name="/slerp_path")
+        assert len(json.loads(out[1]["plot"])["data"][0]["x"]) == 41
+        return
+    elif api == "hypersphere":
+        out = client.predict(ctx.run, m, rng.choice(["label", "dataset", "correct"]), "2-D", api_name="/hypersphere")
+        assert json.loads(out["plot"])["data"]
+        return
+    elif api == "point":
+        out = client.predict(ctx.run, m, rng.randrange(ctx.n_rows), api_name="/point")
+        assert out[0]
+        return
+    elif api == "roc":
+        out = client.predict(ctx.run, rng.sample(METHODS, 2), ctx.datasets, rng.choice(["frame", "video"]),
+                             round(rng.random(), 2), api_name="/roc")
+        assert out[1]["data"]
+        return
+    elif api == "errors":
+        out = client.predict(ctx.run, m, "all", 0.5, api_name="/errors")
+        assert len(out) == 4
+        return
+    elif api == "random_pair":
+        a, b = client.predict(ctx.run, rng.choice(["same class", "different class"]), api_name="/random_pair")
+        assert a != b
+        return
+    elif api == "random_face":
+        out = client.predict("any", "any", rng.choice(["real", "fake"]), api_name="/random_face")
+        assert out[0] == "samples"
+        return
+    elif api == "status":
+        assert "Models" in client.predict(api_name="/status")[0]
+        return
+    else:
+        raise ValueError(api)
+    rows = out[2]["data"]  # the probability table of Compare
+    assert len(rows) == len(METHODS) and all(r[2] is not None for r in rows), rows
+
+
+@dataclass
+class Result:
+    api: str
+    seconds: float
+    error: str = ""
+
+
+@dataclass
+class LoadReport:
+    results: list[Result] = field(default_factory=list)
+    wall: float = 0.0
+
+    def latencies(self, api: str | None = None) -> list[float]:
+        return sorted(r.seconds for r in self.results if not r.error and (api is None or r.api == api))
+
+    @property
+    def errors(self) -> list[Result]:
+        return [r for r in self.results if r.error]
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = max(0, min(len(sorted_values) - 1, round(q / 100 * (len(sorted_values) - 1))))
+    return sorted_values[k]
+
+
+def run_load(url: str, ctx: Context, clients: int, requests: int) -> LoadReport:
+    """`clients` threads, each with its own Client, start together and make `requests` requests each."""
+    from gradio_client import Client
+    report = LoadReport()
+    lock = threading.Lock()
+    connected = [Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="dfdet_load_")) for _ in
+                 range(clients)]
+    start = threading.Barrier(clients)
+
+    def worker(i: int) -> None:
+        rng = random.Random(1000 + i)
+        start.wait()
+        for api in plan(i, requests):
+            t = time.perf_counter()
+            try:
+                call(connected[i], api, ctx, rng)
+                res = Result(api, time.perf_counter() - t)
+            except Exception as err:  # noqa: BLE001 - every failure is counted and reported
+                res = Result(api, time.perf_counter() - t, f"{type(err).__name__}: {err}"[:300])
+            with lock:
+                report.results.append(res)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(clients) as ex:
+        list(ex.map(worker, range(clients)))
+    report.wall = time.perf_counter() - t0
+    return report
+
+
+def overload(url: str, n: int) -> dict:
+    """Fire n model requests at once through the plain HTTP API: each is queued (200) or refused (503 with a
+    message) at once; every queued one is then answered."""
+    import httpx
+    t_refuse: list[float] = []
+    accepted: list[str] = []
+    messages: set[str] = set()
+    lock = threading.Lock()
+
+    def post(i: int) -> None:
+        t = time.perf_counter()
+        r = httpx.post(f"{url}gradio_api/call/predict_sample", json={"data": ["samples", i % 50]}, timeout=60)
+        dt = time.perf_counter() - t
+        with lock:
+            if r.status_code == 200:
+                accepted.append(r.json()["event_id"])
+            else:
+                t_refuse.append(dt)
+                messages.add(f"{r.status_code} {r.json().get('detail', r.text)}"[:160])
+
+    with ThreadPoolExecutor(n) as ex:
+        list(ex.map(post, range(n)))
+    completed = 0
+    t0 = time.perf_counter()
+    for eid in accepted:
+        with httpx.stream("GET", f"{url}gradio_api/call/predict_sample/{eid}", timeout=300) as r:
+            text = "".join(r.iter_text())
+        completed += "event: complete" in text
+    return {"fired": n, "accepted": len(accepted), "refused": len(t_refuse), "messages": sorted(messages),
+            "max_refusal_s": max(t_refuse, default=float("nan")), "completed": completed,
+            "drain_s": time.perf_counter() - t0}
+
+
+def context(url: str, art: dict[str, Path]) -> Context:
+    import pandas as pd
+
+    from dfdet.artifacts import load_run
+    from dfdet.data.manifest import SHARED_MANIFEST
+    run = load_run(art["runs"] / "tiny")
+    n_samples = len(pd.read_csv(SHARED_MANIFEST)) if SHARED_MANIFEST.is_file() else 100
+    return Context("tiny", len(run.predictions), n_samples, sorted(run.predictions["dataset"].unique())[:2],
+                   str(art["face"]), str(art["video"]))
+
+
+def warm(url: str, ctx: Context) -> float:
+    """Every endpoint once (every method's projection fitted) before anything is measured."""
+    from gradio_client import Client
+    client = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="dfdet_load_"))
+    t0 = time.perf_counter()
+    while "Loading" in client.predict(api_name="/status")[0]:
+        if time.perf_counter() - t0 > 300:
+            sys.exit("the models did not load within 300 s")
+        time.sleep(0.5)
+    rng = random.Random(0)
+    for m in METHODS:
+        client.predict(ctx.run, m, "label", "2-D", api_name="/hypersphere")
+    for api in MIX:
+        for _ in range(2):
+            call(client, api, ctx, rng)
+    return time.perf_counter() - t0
+
+
+def files_under(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--clients", type=int, default=50, help="concurrent clients")
+    p.add_argument("--requests", type=int, default=20, help="requests per client")
+    p.add_argument("--overload", type=int, default=0, help="requests fired at once at the end (0 = queue size + 36)")
+    p.add_argument("--work", default="", help="folder for artifacts, caches and the server log (default: a temp dir)")
+    p.add_argument("--out", default=str(REPO / "bench" / "results_load.md"), help="results markdown file")
+    args = p.parse_args(argv)
+    work = Path(args.work or tempfile.mkdtemp(prefix="dfdet_load_"))
+    work.mkdir(parents=True, exist_ok=True)
+    t_build = time.perf_counter()
+    art = build_artifacts(work)
+    t_build = time.perf_counter() - t_build
+    proc, url = start_server(art, work)
+    try:
+        ctx = context(url, art)
+        warm_s = warm(url, ctx)
+        time.sleep(1.0)
+        rss_before = rss_mb(proc.pid)
+        report = run_load(url, ctx, args.clients, args.requests)
+        time.sleep(2.0)
+        rss_after = rss_mb(proc.pid)
+        uploads_during = files_under(work / "gradio")
+        queue_size = 64
+        over = overload(url, args.overload or queue_size + 36)
+        rss_end = rss_mb(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    uploads_after = files_under(work / "gradio")
+
+    body = render(args, report, rss_before, rss_after, rss_end, over, warm_s, t_build, uploads_during, uploads_after)
+    from bench.common import write_report
+    import torch
+    cmd = "python bench/load_test.py" + "".join(f" --{k} {v}" for k, v in (("clients", args.clients),
+                                                                           ("requests", args.requests))
+                                                 if v != {"clients": 50, "requests": 20}[k])
+    write_report(args.out, "Dashboard load test (app.py, tiny backbone, CPU, 127.0.0.1)", cmd, torch.device("cpu"),
+                 body)
+    print(body)
+    print(f"\nwritten to {args.out}")
+    growth = rss_after - rss_before
+    ok = (not report.errors and growth < MEMORY_LIMIT_MB and over["completed"] == over["accepted"]
+          and over["refused"] > 0 and over["max_refusal_s"] < 5)
+    return 0 if ok else 1
+
+
+def render(args, report: LoadReport, rss_before: float, rss_after: float, rss_end: float, over: dict, warm_s: float,
+           t_build: float, uploads_during: int, uploads_after: int) -> str:
+    from bench.common import table
+    n = len(report.results)
+    rows = []
+    for api in MIX:
+        lat = report.latencies(api)
+        errs = sum(1 for r in report.results if r.api == api and r.error)
+        if not lat and not errs:
+            continue
+        rows.append([api, "model" if MIX[api][1] else "views", len(lat) + errs, errs,
+                     *(f"{percentile(lat, q) * 1000:.0f}" for q in (50, 90, 99)), f"{max(lat) * 1000:.0f}"])
+    lat = report.latencies()
+    rows.append(["**all**", "", n, len(report.errors), *(f"**{percentile(lat, q) * 1000:.0f}**" for q in (50, 90, 99)),
+                 f"{max(lat) * 1000:.0f}" if lat else "n/a"])
+    growth = rss_after - rss_before
+    lines = [
+        f"{args.clients} concurrent clients x {args.requests} requests = {n} requests in {report.wall:.1f} s "
+        f"({n / report.wall:.1f} requests/s); **{len(report.errors)} errors**.",
+        "",
+        "Latency in ms, client side (queueing included), per endpoint. The model queue runs one request at a time "
+        "(concurrency_limit=1: the bank swaps LayerNorm overlays into one shared ViT); the views run 4 at a time.",
+        "",
+        table(["endpoint", "queue", "requests", "errors", "p50", "p90", "p99", "max"], rows),
+        "",
+        "| server memory (RSS) | MB |",
+        "|---|---|",
+        f"| after warm-up (every endpoint twice) | {rss_before:.1f} |",
+        f"| 2 s after the load run | {rss_after:.1f} |",
+        f"| **growth over the run** | **{growth:+.1f}** (limit {MEMORY_LIMIT_MB}) |",
+        f"| after the overload burst | {rss_end:.1f} |",
+        "",
+        f"Overload: {over['fired']} model requests fired at once at the plain HTTP API (queue max_size 64): "
+        f"{over['accepted']} queued, {over['refused']} refused at once (slowest refusal "
+        f"{over['max_refusal_s'] * 1000:.0f} ms) with {'; '.join(over['messages']) or 'no message'}; "
+        f"{over['completed']} of the {over['accepted']} queued ones answered (queue drained in {over['drain_s']:.1f} s).",
+        "",
+        f"Upload/output files under GRADIO_TEMP_DIR: {uploads_during} after the run (deleted after 1 h, every "
+        f"10 min), {uploads_after} after the server stopped.",
+        "",
+        f"Setup: artifacts built in {t_build:.1f} s, warm-up {warm_s:.1f} s (numba compile + UMAP fits), not timed.",
+    ]
+    if report.errors:
+        lines += ["", "Errors (first 10):", ""] + [f"- {r.api}: {r.error}" for r in report.errors[:10]]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

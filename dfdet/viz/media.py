@@ -1,8 +1,14 @@
 """Images and videos the dashboard touches: upload checks, safe paths under a data root, thumbnails."""
 from __future__ import annotations
 
+import atexit
 import base64
+import hashlib
 import io
+import os
+import shutil
+import tempfile
+import time
 from pathlib import Path
 
 from PIL import Image
@@ -60,3 +66,51 @@ def data_uri(image: Image.Image, size: int = 48, quality: int = 70) -> str:
 def placeholder(size: int = 64) -> Image.Image:
     """Grey square shown where a face file is missing on this machine."""
     return Image.new("RGB", (size, size), (128, 128, 128))
+
+
+IMAGE_FILES_KEEP_S = 3600  # image outputs older than this are removed (gradio has copied them by then)
+_image_dir: Path | None = None
+_last_prune = 0.0
+
+
+def image_dir() -> Path:
+    """This process's folder of image outputs; removed when the process exits."""
+    global _image_dir
+    if _image_dir is None:
+        _image_dir = Path(tempfile.mkdtemp(prefix="dfdet_images_"))
+        atexit.register(shutil.rmtree, _image_dir, True)
+    return _image_dir
+
+
+def image_file(image: Image.Image, fmt: str = "PNG") -> str:
+    """An image output as a file named by its content, written once and atomically.
+
+    Handing gradio a PIL image makes it re-write its cached copy on every request (truncate, then
+    write), so two requests showing the same face can serve a half-written file (a broken download).
+    A path is instead copied into gradio's cache under a temp name and renamed: always whole.
+    """
+    global _last_prune
+    buf = io.BytesIO()
+    image.save(buf, format=fmt)
+    data = buf.getvalue()
+    folder = image_dir()
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:32]}.{fmt.lower()}"
+    if not path.is_file():
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    now = time.time()
+    if now - _last_prune > 600:  # a public app must not fill the disk one image per request
+        _last_prune = now
+        for old in folder.glob(f"*.{fmt.lower()}"):
+            try:
+                if now - old.stat().st_mtime > IMAGE_FILES_KEEP_S:
+                    old.unlink()
+            except OSError:
+                pass
+    return str(path)

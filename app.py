@@ -324,8 +324,8 @@ def build_app(session: Session) -> gr.Blocks:
                         face_info = gr.Markdown()
                         row_btn = gr.Button("Analyse this row")
                     with gr.Column(scale=2):
-                        crops = gr.Gallery(label="Face(s) scored (aligned crop)", columns=8, height=180,
-                                           allow_preview=True)
+                        crops = gr.Gallery(label="Face(s) scored (aligned crop)", columns=8, height=170,
+                                           allow_preview=False, object_fit="contain")
                         face_note = gr.Markdown()
                         prob_table = gr.Dataframe(pd.DataFrame(columns=TABLE_COLUMNS), label="Probability per method",
                                                   interactive=False, wrap=True)

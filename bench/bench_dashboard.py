@@ -27,6 +27,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -228,17 +229,48 @@ def main(argv: list[str] | None = None) -> int:
     warm_s = warm_up()
     name = next(iter(s.runs))
     n_faces = len(s.runs[name].predictions)
+    # one-off costs, measured on an empty cache (the session's own cache is kept for the cold starts)
+    from dfdet.viz.media import data_uri, load_face
+    from dfdet.viz.umap_cache import UmapCache
+    fresh = UmapCache(Path(tempfile.mkdtemp(dir=work)))
     t0 = time.perf_counter()
     for m in s.runs[name].methods:
+        fresh.get(s.runs[name].folder / "embeddings" / f"{m}.npz", s.embeddings(name, m)[0], 2)
+    fit_s = time.perf_counter() - t0
+    root = s.run_data_root(s.runs[name])
+    t0 = time.perf_counter()
+    for rel in s.runs[name].predictions["path"]:
+        data_uri(load_face(root, rel))
+    thumbs_s = time.perf_counter() - t0
+    for m in s.runs[name].methods:  # the session's cache: what the app finds at start
         s.projection(name, m, 2)
     s.thumbnails(name)
-    fit_s = time.perf_counter() - t0
 
-    # SLERP path, server time
+    # the sphere figure: first build of a view, then the cached one
+    def build_sphere():
+        s._spheres.clear()
+        return s.hypersphere(name, "ln_norm_slerp", "label", 2)
+    hs_build = timed(build_sphere, reps)
+    hs = timed(lambda: s.hypersphere(name, "ln_norm_slerp", "label", 2), reps)
+
+    # SLERP path, server time; and side by side with the math left multi-threaded (alternating order)
+    import contextlib
+
+    import dfdet.viz.session as session_mod
     pairs = [s.random_pair(name, "different class", seed=i) for i in range(reps * 4)]
     it = iter(pairs * 3)
     slerp = timed(lambda: s.slerp_path(name, "ln_norm_slerp", *next(it)), reps * 4, warmup=2)
-    hs = timed(lambda: s.hypersphere(name, "ln_norm_slerp", "label", 2), reps)
+    one_thread = session_mod.single_threaded
+
+    def default_threads():
+        session_mod.single_threaded = contextlib.nullcontext
+        try:
+            s.slerp_path(name, "ln_norm_slerp", *pairs[0])
+        finally:
+            session_mod.single_threaded = one_thread
+    side = common.alternate({"one thread (shipped)": lambda: s.slerp_path(name, "ln_norm_slerp", *pairs[0]),
+                             "torch/BLAS default threads": default_threads}, rounds=reps * 2, warmup=1,
+                            device=torch.device("cpu"))
 
     # upload -> probability table
     face = sorted((Path(s.samples_root) / "FF" / "real").glob("*/*.png"))[0]
@@ -277,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
          f"{len(switches['first visit'])} visits"],
         ["SLERP path, server time", fmt(med(slerp), 3), f"<= {TARGETS['slerp']:.1f}", f"{len(slerp)} paths"],
         ["SLERP path via gradio_client", fmt(med(slerp_api), 3), "-", f"{len(slerp_api)} calls"],
-        ["hypersphere view (cached UMAP), server time", fmt(med(hs), 3), "-", f"{len(hs)} calls"],
+        ["hypersphere view, first build of the figure (UMAP cached), server time", fmt(med(hs_build), 3), "-",
+         f"{len(hs_build)} builds"],
+        ["hypersphere view, figure kept, server time", fmt(med(hs), 4), "-", f"{len(hs)} calls"],
         ["upload -> probability table, server time (ViT-L/14, 4 methods)", fmt(med(predict)), "-",
          f"{len(predict)} calls"],
         ["  of which face detection + alignment (dlib)", fmt(med(align)), "-", f"{len(align)} calls"],
@@ -286,9 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     one_off = [
         ["ViT-L/14 load (random weights, in the background after the page is up)", fmt(load_s)],
         ["numba warm-up (tiny UMAP fit, background at start)", fmt(warm_s)],
-        [f"UMAP 2-D fits of 4 methods x {n_faces} faces + hover thumbnails (first start only; then cached)",
+        [f"UMAP 2-D fits, 4 methods x {n_faces} faces, empty cache (first start only; then cached on disk)",
          fmt(fit_s)],
+        [f"hover thumbnails of {n_faces} faces, empty cache (first start only)", fmt(thumbs_s)],
     ]
+    side_rows = [[k, fmt(side.median(k), 3), str(len(v))] for k, v in side.runs.items()]
     verdict = []
     for key, label, val in (("cold", "cold start (page shown)", med(cold["page"])),
                             ("switch", "tab switch", med(switches["switch"])),
@@ -300,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
         table(["what", "median s", "target s", "n"], rows), "",
         "## One-off costs (seconds, single measurement)", "",
         table(["what", "s"], one_off), "",
+        "## SLERP path: one thread vs the default thread pools (same pair, alternating order)", "",
+        table(["variant", "median s", "n"], side_rows), "",
+        f"Default threads take {side.ratio('torch/BLAS default threads', 'one thread (shipped)'):.1f}x as long "
+        "(median of per-round ratios): for a 41 x 1024 path, waking the pools costs more than the math.", "",
         "## Targets", "", *verdict, "",
         "## Notes", "",
         f"- Run for the sphere and SLERP views: {n_faces} faces (every shared face), 1024-d embeddings "

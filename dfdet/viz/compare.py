@@ -12,6 +12,7 @@ import pandas as pd
 from PIL import Image
 
 from ..inference import DetectorBank
+from ..methods import METHODS
 
 THRESHOLD = 0.5  # p_fake at or above this is called fake
 TABLE_COLUMNS = ["method", "p_real", "p_fake", "verdict", "trainable params", "status"]
@@ -37,7 +38,8 @@ def verdict(p: float, demo: bool, threshold: float = THRESHOLD) -> str:
 def score_table(bank: DetectorBank, scores: dict[str, float]) -> pd.DataFrame:
     """Every bank entry as a row: scored ones with p_real/p_fake/verdict, the rest with their status."""
     rows = []
-    for name, entry in bank.entries.items():
+    order = {m: i for i, m in enumerate(METHODS)}  # the registry's order, whatever the folder names
+    for name, entry in sorted(bank.entries.items(), key=lambda kv: (order.get(kv[1].spec.name, len(order)), kv[0])):
         p = scores.get(name)
         status = "ready" if entry.status == "ready" else entry.message
         if p is None:

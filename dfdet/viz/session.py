@@ -601,9 +601,9 @@ class Session:
 
 @contextlib.contextmanager
 def single_threaded():
-    """Small-tensor math on one thread. On a busy 2-core machine, waking BLAS/OpenMP threads for a
-    41 x 1024 path cost more than the math (SLERP path: 230 ms -> 53 ms, bench/results_dashboard.md).
-    The model queue runs one call at a time, so no concurrent inference is slowed by this."""
+    """Small-tensor math on one thread: for a 41 x 1024 path, waking the BLAS/OpenMP thread pools costs
+    more than the math on a busy CPU (side by side in bench/results_dashboard.md). The model queue
+    runs one call at a time, so no concurrent inference is slowed by this."""
     import torch
     from threadpoolctl import threadpool_limits
     before = torch.get_num_threads()

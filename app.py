@@ -14,8 +14,10 @@ import functools
 import logging
 import os
 import re
+import signal
 import sys
 import tempfile
+import time
 
 import gradio as gr
 import pandas as pd
@@ -28,12 +30,14 @@ from dfdet.images import check_image_file
 from dfdet.methods import PAPER_METHODS
 from dfdet.viz import about, plots, roc
 from dfdet.viz.compare import TABLE_COLUMNS, Prediction, table_csv
-from dfdet.viz.media import IMAGE_EXTS, MAX_UPLOAD_MB, VIDEO_EXTS, check_upload
+from dfdet.viz.media import IMAGE_EXTS, MAX_UPLOAD_MB, VIDEO_EXTS, check_upload, image_file
 from dfdet.viz.session import COLOR_BY, SAMPLES, AppConfig, Session
 
 log = logging.getLogger("dfdet.app")
 MODEL_QUEUE = "model"  # one model call at a time: the bank swaps overlays into one shared ViT
 DELETE_CACHE = (600, 3600)  # every 10 min, delete uploads/outputs older than 1 h; all of them at shutdown
+QUEUE_MAX_SIZE = 64  # requests waiting at once (all events); beyond it a request is refused with a message
+VIEW_CONCURRENCY = 4  # non-model events run this many at a time
 
 # Hover thumbnails and click-to-pick on the hypersphere plot. gr.Plot has no hover/click events, so
 # this script attaches to the plotly div: hover shows customdata[1] (a data: URI), click writes the
@@ -165,7 +169,7 @@ def build_app(session: Session) -> gr.Blocks:
         return f"<span class='demo-warning'>⚠ {plots.DEMO_NOTE}</span>" if is_demo else ""
 
     def prediction_outputs(pred: Prediction):
-        gallery = [(im, None) for im in pred.crops[:32]]
+        gallery = [(image_file(im), None) for im in pred.crops[:32]]
         note = pred.message + ("\n\n" + demo_tag(True) if pred.demo else "")
         bars = plots.probability_bars(pred.table, pred.demo)
         timeline = (plots.frame_timeline(pred.times, pred.frame_scores, pred.demo) if pred.times is not None
@@ -204,7 +208,7 @@ def build_app(session: Session) -> gr.Blocks:
             raise DfdetError("click a point in the plot, or type a row number")
         row = int(float(row))
         image, text = s.point(run, row)
-        return image, text + "\n\n" + demo_tag(s.run_is_demo(s.run(run))), row
+        return image_file(image), text + "\n\n" + demo_tag(s.run_is_demo(s.run(run))), row
 
     @friendly
     def random_pair(run, kind):
@@ -230,7 +234,7 @@ def build_app(session: Session) -> gr.Blocks:
         out = []
         for kind in ("fp", "fn", "disagree"):
             items = cases[kind]
-            out.append([(im, cap) for im, cap, _ in items])
+            out.append([(image_file(im), cap) for im, cap, _ in items])
         rows = {k: [r for _, _, r in v] for k, v in cases.items()}
         note = (f"{len(rows['fp'])} false positives, {len(rows['fn'])} false negatives shown (most confident "
                 f"first, threshold {threshold:.2f}). Click a face to open it in Compare. "
@@ -531,7 +535,7 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
 
 def launch(app: gr.Blocks, **kw):
     """Launch with the safety limits of a public app: upload size, queue size, model concurrency."""
-    app.queue(default_concurrency_limit=4, max_size=64)
+    app.queue(default_concurrency_limit=VIEW_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
     return app.launch(max_file_size=f"{MAX_UPLOAD_MB}mb", head=HEAD, css=CSS, show_error=True,
                       footer_links=["api"], **kw)
 
@@ -547,7 +551,22 @@ def main(argv: list[str] | None = None) -> None:
     session.load_models_async()
     if session.cfg.warm_up:
         session.start_warm_up()
-    app.block_thread()
+    serve_until_stopped(app)
+
+
+def serve_until_stopped(app: gr.Blocks) -> None:
+    """Serve until Ctrl-C or SIGTERM (how Spaces and docker stop a container), then close properly:
+    open event streams end and the shutdown deletes every upload and output of the cache."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while app.is_running:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        log.info("stopping: closing the server and deleting its temp files")
+    finally:
+        app.close()
 
 
 if __name__ == "__main__":

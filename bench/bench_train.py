@@ -115,25 +115,25 @@ def build(path: str, model: str, device: torch.device):
 
 def worker(path: str, model: str, device: torch.device, batch: int, precision: str, steps: int,
            warmup: int) -> dict:
-    """One run: build, warm up, time `steps` steps; peak memory of the timed steps over the memory before them."""
+    """One run: build, warm up, time `steps` steps; peak memory over all steps and its rise over the memory
+    held before the first one."""
     step, trainable = build(path, model, device)
     size = common.image_size(model)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(batch, 3, size, size, generator=g).to(device)
     y = torch.randint(0, 2, (batch,), generator=g).to(device)
-    losses = [float(step(x, y, precision)) for _ in range(warmup)]
-    common.sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
-    times = []
-    with RssSampler() as rss:
-        for _ in range(steps):
+    losses, times = [], []
+    with RssSampler() as rss:  # from before the first step: activations, gradients and optimizer state
+        for i in range(warmup + steps):
             common.sync(device)
             t = time.perf_counter()
-            losses.append(float(step(x, y, precision)))
+            losses.append(float(step(x, y, precision).detach()))
             common.sync(device)
-            times.append(time.perf_counter() - t)
+            if i >= warmup:
+                times.append(time.perf_counter() - t)
     out = {"path": path, "times": times, "trainable": trainable, "losses": losses}
     if device.type == "cuda":
         out["peak_mb"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
@@ -142,7 +142,7 @@ def worker(path: str, model: str, device: torch.device, batch: int, precision: s
     else:
         out["peak_mb"] = rss.peak / 2 ** 20
         out["extra_mb"] = (rss.peak - rss.start) / 2 ** 20
-        out["memory"] = "peak RSS during the timed steps"
+        out["memory"] = "peak RSS during the steps"
     return out
 
 
@@ -221,8 +221,8 @@ def main(argv: list[str] | None = None) -> Path | None:
         table(["path", "batch", "precision", "s/step", "img/s", "peak MB", "step MB", "trainable params", "MFU",
                "paper / this", "losses finite"], rows),
         "",
-        f"- peak MB: {mem_note}; step MB: that peak minus the memory held just before the timed steps "
-        "(activations + gradients + optimizer state of one step)",
+        f"- peak MB: {mem_note}; step MB: that peak minus the memory held just before the first step "
+        "(activations + gradients + optimizer state)",
         "- `paper / this`: median over rounds of time(paper_hf_peft)/time(path); > 1 means faster than the paper's.",
         f"- wall time of this run: {time.perf_counter() - t_start:.0f} s",
     ]

@@ -153,9 +153,15 @@ class DetectorBank:
     def preprocess(self, images: list[Image.Image]) -> torch.Tensor:
         return torch.stack([self.clip.preprocess(im) for im in images]).to(self.device)
 
+    fused: bool = True  # LN methods share one batched forward (dfdet.multi_ln; bench/results_methods_cpu.md)
+
     @torch.no_grad()
     def predict(self, pixels: torch.Tensor, names: list[str] | None = None) -> dict[str, np.ndarray]:
         """p_fake per ready method for a batch of preprocessed images."""
+        ln_entries = [n for n in (names or self.ready) if self.entries[n].model is None]
+        if self.fused and len(ln_entries) > 1:
+            from .multi_ln import bank_predict
+            return bank_predict(self, pixels, names)
         out = {}
         for name in names or self.ready:
             logits = self._select(name)(pixels)

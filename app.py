@@ -23,7 +23,6 @@ import gradio as gr
 import pandas as pd
 from gradio.utils import get_upload_folder
 
-from dfdet.backbone import TINY_MODEL
 from dfdet.config import BackboneConfig
 from dfdet.errors import DfdetError
 from dfdet.images import check_image_file
@@ -408,10 +407,13 @@ def build_app(session: Session) -> gr.Blocks:
                                     allow_preview=False, elem_id="er-dis")
 
             # ---------------------------------------------------------------- About
-            with gr.Tab("About", id="about"):
+            with gr.Tab("About", id="about") as about_tab:
                 gr.Markdown(f"### The methods (from the registry)\nReproduces {about.PAPER}. Counts are exact: "
                             "each method's trainable set, counted on the architecture without loading weights.")
-                gr.Markdown(about.method_markdown("ViT-L-14"))
+                # Counted on first visit: it builds ViT-L/14 on the meta device, which needs open_clip
+                # (seconds to import), and the first page should not wait for that.
+                about_table = gr.Markdown("Counting the trainable parameters of each method…",
+                                          elem_id="about-table")
                 gr.Markdown(about.METHODS_TEXT)
                 paper = about.paper_results()
                 if paper is not None:
@@ -457,6 +459,9 @@ def build_app(session: Session) -> gr.Blocks:
         er_tab.select(first_visit("er", error_view), [shown, er_run, er_method, er_ds, er_thr],
                       [er_fp, er_fn, er_dis, er_rows, er_note, shown], api_name="_er_tab", **tab_kw)
 
+        about_tab.select(first_visit("about", lambda: about.method_markdown("ViT-L-14")), [shown],
+                         [about_table, shown], api_name="_about_tab", **tab_kw)
+
         roc_run.change(on_roc_run, roc_run, [roc_methods, roc_ds], api_name="_roc_run", api_visibility="private")
         roc_btn.click(roc_view, roc_in, [roc_plot, roc_table, roc_conf], api_name="roc")
         roc_thr.release(roc_view, roc_in, [roc_plot, roc_table, roc_conf], api_name="_roc_thr",
@@ -484,8 +489,8 @@ def build_app(session: Session) -> gr.Blocks:
 def first_visit(key: str, view):
     """A tab.select handler: on the first visit (with a run to show) call `view`, then remember it."""
     def handler(shown, *args):
-        n_out = {"hs": 1, "roc": 3, "er": 5}[key]
-        if key in shown or not args[0]:
+        n_out = {"hs": 1, "roc": 3, "er": 5, "about": 1}[key]
+        if key in shown or (args and not args[0]):
             return *[gr.update()] * n_out, shown
         try:
             out = view(*args)
@@ -509,7 +514,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", default="runs", help="folder of run folders written by `dfdet evaluate`")
     p.add_argument("--checkpoints", default="checkpoints", help="folder holding one checkpoint folder per method")
     p.add_argument("--methods", nargs="*", default=[], help="only these registry methods (default: all)")
-    p.add_argument("--model", default="ViT-L-14", help=f"open_clip model (ViT-L-14; {TINY_MODEL} for tests)")
+    p.add_argument("--model", default="ViT-L-14", help="open_clip model (ViT-L-14; dfdet-tiny-vit, "
+                   "dfdet.backbone.TINY_MODEL, for tests)")
     p.add_argument("--pretrained", default="openai", help="open_clip weights tag; 'none' = random init")
     p.add_argument("--clip-weights", default=None, help="local CLIP weights file; also $DFDET_CLIP_WEIGHTS")
     p.add_argument("--manifest", default="", help="sample-face manifest for Compare (default: the shared one)")

@@ -255,15 +255,15 @@ def test_demo_button_is_a_no_op_message_when_models_are_live_or_demo(env):
 
 def test_app_without_weights_starts_explains_and_offers_demo(tmp_path, monkeypatch, tiny_cfg, shared):
     """No CLIP weights and no network: the app still builds, says what is missing, and demo mode works."""
-    import dfdet.viz.session as sess
+    import dfdet.backbone
     from dfdet.errors import WeightsUnavailable
-    real_load = sess.load_clip
+    real_load = dfdet.backbone.load_clip
 
     def no_weights(cfg, device="cpu"):
         if cfg.pretrained:
             raise WeightsUnavailable("CLIP weights for ViT-L-14 (pretrained='openai') are not on this machine")
         return real_load(cfg, device)
-    monkeypatch.setattr(sess, "load_clip", no_weights)
+    monkeypatch.setattr(dfdet.backbone, "load_clip", no_weights)
     run, ckpt, _ = make_real_run(real_load(tiny_cfg), shared, tmp_path / "built")
     import dfdet.demo as demo_mod
 

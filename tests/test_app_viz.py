@@ -226,12 +226,14 @@ def test_huge_images_are_refused(tmp_path, monkeypatch):
 
 # -- Session on a synthetic run ----------------------------------------------------------------
 def test_session_without_models_still_serves_the_run_views(tmp_path, tiny_cfg, monkeypatch):
+    import dfdet.backbone
     import dfdet.viz.session as sess
     from dfdet.errors import WeightsUnavailable
 
     def no_weights(cfg, device="cpu"):
         raise WeightsUnavailable("weights missing for the test")
-    monkeypatch.setattr(sess, "load_clip", no_weights)
+    monkeypatch.setattr(dfdet.backbone, "load_clip", no_weights)
+    assert sess.WEIGHTS_ENV == dfdet.backbone.WEIGHTS_ENV  # the banner names the variable the loader reads
     make_synthetic_run(tmp_path / "runs" / "synth", n=12)
     s = Session(AppConfig(runs=str(tmp_path / "runs"), cache_dir=str(tmp_path / "c"), demo="off"))
     assert s.status.mode == "none" and "weights missing for the test" in s.banner()

@@ -11,8 +11,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ..inference import DetectorBank
+from typing import TYPE_CHECKING
+
 from ..methods import METHODS
+
+if TYPE_CHECKING:
+    from ..inference import DetectorBank
 
 THRESHOLD = 0.5  # p_fake at or above this is called fake
 TABLE_COLUMNS = ["method", "p_real", "p_fake", "verdict", "trainable params", "status"]

@@ -19,17 +19,22 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from typing import TYPE_CHECKING
+
 from ..artifacts import PRED_PREFIX, Run, list_runs, load_run
-from ..backbone import WEIGHTS_ENV, LoadedClip, load_clip
 from ..config import BackboneConfig
 from ..errors import DataError, DfdetError, WeightsUnavailable
 from ..images import open_image
-from ..inference import DetectorBank
 from . import compare, errors, plots, roc
 from .media import check_upload, data_uri, load_face, placeholder
 from .umap_cache import UmapCache, place, warm_up
 
+if TYPE_CHECKING:  # torch and open_clip load after the page is up (see load_models_async)
+    from ..backbone import LoadedClip
+    from ..inference import DetectorBank
+
 log = logging.getLogger(__name__)
+WEIGHTS_ENV = "DFDET_CLIP_WEIGHTS"  # the same variable dfdet.backbone reads (kept here to not import torch)
 
 SAMPLES = "samples"  # the sample-manifest source; runs are "run:<name>"
 COLOR_BY = ("label", "dataset", "source", "correct")
@@ -96,6 +101,8 @@ class Session:
 
     # -- models --------------------------------------------------------------------------------
     def load_models(self, clip: LoadedClip | None = None) -> None:
+        from ..backbone import load_clip
+        from ..inference import DetectorBank
         try:
             clip = clip or load_clip(self.cfg.backbone, self.cfg.device)
         except WeightsUnavailable as err:
@@ -153,6 +160,8 @@ class Session:
         # Other visitors see "loading" (and their model calls wait for it) while the demo is built.
         self.status = ModelStatus("loading", "starting demo mode: the first time, the tiny random-weight backbone "
                                              "is trained for a few steps per method and evaluated (minutes, once)")
+        from ..backbone import load_clip
+        from ..inference import DetectorBank
         try:
             assets = ensure_demo(self.cfg.demo_root, progress=progress or (lambda msg: log.info(msg)))
             clip = load_clip(assets.backbone_cfg, self.cfg.device)

@@ -151,7 +151,7 @@ def build_app(session: Session) -> gr.Blocks:
         if not name or name not in s.runs:
             return []
         run = s.runs[name]
-        return [(roc.method_label(run, m), m) for m in run.methods]
+        return [(roc.method_label(run, m), m) for m in roc.registry_order(run)]
 
     def run_datasets(name: str | None) -> list[str]:
         if not name or name not in s.runs:
@@ -328,7 +328,7 @@ def build_app(session: Session) -> gr.Blocks:
                         row_btn = gr.Button("Analyse this row")
                     with gr.Column(scale=2):
                         crops = gr.Gallery(label="Face(s) scored (aligned crop)", columns=8, height=170,
-                                           allow_preview=False, object_fit="contain")
+                                           allow_preview=False, object_fit="contain", fit_columns=False)
                         face_note = gr.Markdown()
                         prob_table = gr.Dataframe(pd.DataFrame(columns=TABLE_COLUMNS), label="Probability per method",
                                                   interactive=False, wrap=True)

@@ -31,7 +31,7 @@ turns it into p(real), p(fake).
 * **Linear probe** trains only the head. CLIP stays exactly as OpenAI trained it.
 * **LN-tuning** also trains the scale (gamma) and shift (beta) of every LayerNorm in the encoder:
   about 0.03% of its weights. It re-weights the channels CLIP already has instead of overwriting
-  them, which is why it adapts without forgetting.
+  them: the paper's reason to expect it to keep what CLIP learnt while adapting to faces.
 * **LN + Norm** L2-normalises z_cls before the head, so every face is a point on the unit
   hypersphere and only its direction can decide the class.
 * **LN + Norm + SLERP** replaces each training feature by a point on the great circle towards

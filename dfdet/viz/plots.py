@@ -90,8 +90,10 @@ def roc_figure(curves: list[dict], demo: bool, threshold: float | None = None) -
                                      marker=dict(size=11, color=color, line=dict(color="black", width=1)),
                                      hovertemplate=f"threshold {threshold:.2f}<br>FPR %{{x:.3f}}<br>"
                                                    "TPR %{y:.3f}<extra></extra>"))
-    return _layout(fig, "ROC", demo, xaxis=dict(title="false positive rate", range=[0, 1]),
-                   yaxis=dict(title="true positive rate", range=[0, 1.02]), height=480)
+    fig = _layout(fig, "ROC", demo, xaxis=dict(title="false positive rate", range=[0, 1]),
+                  yaxis=dict(title="true positive rate", range=[0, 1.02]), height=560)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.15, xanchor="left", x=0))
+    return fig
 
 
 def operating_point(thresholds: np.ndarray, threshold: float) -> int:

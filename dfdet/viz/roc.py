@@ -20,6 +20,14 @@ def method_label(run: Run, method: str) -> str:
     return spec.label if spec else method
 
 
+def registry_order(run: Run) -> list[str]:
+    """The run's method columns in the registry's order (checkpoint folder names sort otherwise)."""
+    from ..methods import METHODS
+    order = {m: i for i, m in enumerate(METHODS)}
+    spec = {m: run.info.get("methods", {}).get(m, {}).get("method", m) for m in run.methods}
+    return sorted(run.methods, key=lambda m: (order.get(spec[m], len(order)), m))
+
+
 def curves(run: Run, methods: list[str], datasets: list[str], level: str) -> list[dict]:
     """roc.json records for the selection, each named "<method label> · <dataset>"."""
     out = []

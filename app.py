@@ -296,11 +296,11 @@ def build_app(session: Session) -> gr.Blocks:
     with gr.Blocks(title="dfdet: CLIP deepfake detection", delete_cache=DELETE_CACHE) as app:
         gr.Markdown("# dfdet: four CLIP methods side by side\nLinear probe, LN-tuning, LN + L2-norm and "
                     "LN + L2-norm + SLERP on the CLIP ViT-L/14 vision encoder (arXiv 2503.19683).")
-        banner = gr.Markdown(s.banner(), elem_id="banner")
+        banner = gr.Markdown(s.banner(), elem_id="banner", label="Status")
         status_timer = gr.Timer(2.0, active=s.status.mode == "loading")
         with gr.Row(visible=offer_demo()) as demo_row:
             demo_btn = gr.Button("Start demo mode (random weights: scores are meaningless)", variant="secondary")
-        demo_msg = gr.Markdown()
+        demo_msg = gr.Markdown(label="Demo mode")
 
         with gr.Tabs(selected="compare") as tabs:
             # ---------------------------------------------------------------- Compare
@@ -324,12 +324,12 @@ def build_app(session: Session) -> gr.Blocks:
                         with gr.Row():
                             face_src = gr.Dropdown(source_choices(), value=SAMPLES, label="From")
                             face_row = gr.Number(label="Row", precision=0, minimum=0)
-                        face_info = gr.Markdown()
+                        face_info = gr.Markdown(label="Face")
                         row_btn = gr.Button("Analyse this row")
                     with gr.Column(scale=2):
                         crops = gr.Gallery(label="Face(s) scored (aligned crop)", columns=8, height=170,
                                            allow_preview=False, object_fit="contain", fit_columns=False)
-                        face_note = gr.Markdown()
+                        face_note = gr.Markdown(label="Notes")
                         prob_table = gr.Dataframe(pd.DataFrame(columns=TABLE_COLUMNS), label="Probability per method",
                                                   interactive=False, wrap=True)
                         csv_btn = gr.DownloadButton("Download table (CSV)", size="sm")
@@ -352,7 +352,7 @@ def build_app(session: Session) -> gr.Blocks:
                         hs_plot = gr.Plot(label="Embeddings on the hypersphere (UMAP)", elem_id="hs-plot")
                     with gr.Column(scale=1):
                         hs_image = gr.Image(label="Chosen face", type="pil", height=224, interactive=False)
-                        hs_info = gr.Markdown("Hover a point to see the face; click it to show it here.")
+                        hs_info = gr.Markdown("Hover a point to see the face; click it to show it here.", label="Face info")
                         hs_click = gr.Textbox(visible="hidden", elem_id="hs-click")
                         hs_row = gr.Number(label="Row", precision=0, minimum=0, elem_id="hs-row")
                         with gr.Row():
@@ -368,7 +368,7 @@ def build_app(session: Session) -> gr.Blocks:
                     sl_btn = gr.Button("Draw SLERP path", variant="primary")
                 with gr.Row():
                     sl_curve = gr.Plot(label="p(fake) along the path")
-                    sl_text = gr.Markdown()
+                    sl_text = gr.Markdown(label="Path summary")
                 gr.Markdown(about.HYPERSPHERE_TEXT)
 
             # ---------------------------------------------------------------- ROC browser
@@ -397,7 +397,7 @@ def build_app(session: Session) -> gr.Blocks:
                     er_ds = gr.Dropdown(["all"] + run_datasets(r0), value="all", label="Dataset")
                     er_thr = gr.Slider(0, 1, value=0.5, step=0.01, label="Threshold on p(fake)")
                     er_btn = gr.Button("Find mistakes", variant="primary")
-                er_note = gr.Markdown()
+                er_note = gr.Markdown(label="Summary")
                 er_rows = gr.State({})
                 er_fp = gr.Gallery(label="Most confident false positives (real faces called fake)", columns=8,
                                    height=240, allow_preview=False, elem_id="er-fp")

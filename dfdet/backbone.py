@@ -70,6 +70,12 @@ class LoadedClip:
     model: nn.Module  # open_clip CLIP (visual + text towers)
     config: BackboneConfig
     preprocess: object  # torchvision transform: PIL image -> normalised tensor
+    pristine: dict | None = None  # the vision LayerNorms as loaded: banks that swap overlays restore these
+
+    def __post_init__(self):
+        if self.pristine is None:
+            self.pristine = {n: p.detach().clone() for n, p in self.model.visual.named_parameters()
+                             if n.rsplit(".", 1)[0] in _ln_module_names(self.model.visual)}
 
     @property
     def weights_id(self) -> str:
@@ -111,6 +117,10 @@ def load_clip(cfg: BackboneConfig, device: str | torch.device = "cpu") -> Loaded
     preprocess = clip_transform(size)
     logging.getLogger(__name__).info("loaded %s (%s)", cfg.model, weights_id(cfg))
     return LoadedClip(model=model, config=cfg, preprocess=preprocess)
+
+
+def _ln_module_names(visual: nn.Module) -> set[str]:
+    return {n for n, m in visual.named_modules() if isinstance(m, nn.LayerNorm)}
 
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -57,8 +57,8 @@ class DetectorBank:
         self.demo = clip.config.pretrained is None and clip.config.weights is None
         self.backbone = VisionBackbone(clip.model.visual).to(self.device).eval()
         self._det = Detector(self.backbone, get_method("ln_tuning")).to(self.device).eval()
-        self._base_ln = {k: v.detach().clone() for k, v in self._det.named_parameters() if k.startswith("backbone.")
-                         and _is_ln_param(self._det, k)}
+        # The LayerNorms as loaded (not as another bank over the same model may have left them).
+        self._base_ln = {f"backbone.visual.{k}": v.to(self.device) for k, v in clip.pristine.items()}
         self.entries: dict[str, Entry] = {}
         self._scan(Path(checkpoints_dir), methods)
 
@@ -187,8 +187,3 @@ class DetectorBank:
         z = torch.as_tensor(np.asarray(features, dtype=np.float32), device=self.device)
         return F.softmax(model.classify(z).float(), dim=-1)[:, 1].cpu().numpy()
 
-
-def _is_ln_param(det: Detector, key: str) -> bool:
-    lns = det.backbone.layer_norms()
-    mod = key[len("backbone.visual."):].rsplit(".", 1)[0]
-    return mod in lns

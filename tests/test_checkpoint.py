@@ -88,3 +88,13 @@ def test_overlay_shape_mismatch_is_clear(tiny_clip):
         apply_overlay(det, {"head.weight": torch.zeros(2, 3)})
     with pytest.raises(CheckpointError, match="tensors the model lacks"):
         apply_overlay(det, {"nope": torch.zeros(1)})
+
+
+def test_second_bank_on_the_same_model_starts_from_the_pristine_layernorms(tiny_checkpoints, tiny_clip):
+    x = torch.randn(2, 3, 224, 224)
+    first = DetectorBank(tiny_clip, tiny_checkpoints, list(PAPER_METHODS))
+    first.fused = False
+    ref = first.predict(x, ["linear_probe"])["linear_probe"]
+    first.predict(x, ["ln_norm_slerp"])  # leaves ln_norm_slerp's LayerNorms in the shared ViT
+    second = DetectorBank(tiny_clip, tiny_checkpoints, ["linear_probe"])
+    assert second.predict(x)["linear_probe"] == pytest.approx(ref, abs=1e-6)

@@ -64,6 +64,28 @@ def _missing_weights_message(cfg: BackboneConfig, err: Exception) -> str:
             f"--clip-weights PATH or ${WEIGHTS_ENV}=PATH; get it with {get}.")
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub answers at all (HF_HUB_OFFLINE=1 counts as no)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    import socket
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _set_hub_offline(on: bool) -> None:
+    """huggingface_hub reads HF_HUB_OFFLINE once at import; flip its constant too."""
+    import huggingface_hub.constants as hub_constants
+    if on:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    else:
+        os.environ.pop("HF_HUB_OFFLINE", None)
+    hub_constants.HF_HUB_OFFLINE = on
+
+
 @dataclass
 class LoadedClip:
     """A whole open_clip model plus what identifies its weights."""
@@ -96,7 +118,10 @@ def load_clip(cfg: BackboneConfig, device: str | torch.device = "cpu") -> Loaded
     pretrained = path or cfg.pretrained
     if pretrained is None:
         torch.manual_seed(cfg.seed)  # random init must be the same in every process
+    offline = pretrained is not None and not path and not _hub_reachable()
     try:
+        if offline:  # no network: use the local HF cache only, and fail in seconds rather than a minute of retries
+            _set_hub_offline(True)
         logging.disable(logging.CRITICAL)  # open_clip logs "initialized randomly" on purpose-random models
         with contextlib.redirect_stderr(io.StringIO()):
             model = open_clip.create_model(cfg.model, pretrained=pretrained, force_quick_gelu=cfg.quick_gelu,
@@ -110,6 +135,9 @@ def load_clip(cfg: BackboneConfig, device: str | torch.device = "cpu") -> Loaded
         if path:
             raise WeightsUnavailable(f"could not load CLIP weights from {path}: {err}") from None
         raise WeightsUnavailable(_missing_weights_message(cfg, err)) from None
+    finally:
+        if offline:
+            _set_hub_offline(False)
     logging.disable(logging.NOTSET)
     model.eval()
     size = model.visual.image_size

@@ -16,6 +16,7 @@ frozen matmul's input gradient, no weight gradients (dfdet.flops.backbone_flops(
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -96,6 +97,8 @@ def build(path: str, model: str, device: torch.device):
         del clip, bb  # only the HF copy stays, so both paths start from one set of weights in memory
         import gc
         gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
         vision = get_peft_model(hf, LNTuningConfig(target_modules=list(HF_LN_MODULES))).train()
         head = torch.nn.Linear(width, 2).to(device)
         params = [p for p in vision.parameters() if p.requires_grad] + list(head.parameters())
@@ -168,7 +171,7 @@ def main(argv: list[str] | None = None) -> Path | None:
     p.add_argument("--in-process", action="store_true",
                    help="run every run in this process (fast smoke runs; memory figures then share one process)")
     p.add_argument("--peak-tflops", type=float, default=None)
-    p.add_argument("--worker", choices=PATHS, help=argparse_hidden())
+    p.add_argument("--worker", choices=PATHS, help=argparse.SUPPRESS)  # internal: one run, JSON on stdout
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     device = common.setup(args)
@@ -232,11 +235,6 @@ def main(argv: list[str] | None = None) -> Path | None:
 
 def _finite(x: float) -> bool:
     return x == x and abs(x) != float("inf")
-
-
-def argparse_hidden():
-    import argparse
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":

@@ -228,11 +228,20 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 # -- models -----------------------------------------------------------------------------------------
-def load_backbone(model: str, device: torch.device):
-    """dfdet's path: open_clip ViT with seeded random weights, read up to z_cls."""
+def load_backbone(model: str, device: torch.device, layers: int | None = None):
+    """dfdet's path: open_clip ViT with seeded random weights, read up to z_cls.
+
+    layers: keep only the first `layers` blocks. Every block of a ViT costs the same, so a
+    depth-truncated model gives the same per-block ratios in a fraction of the time; reports say so.
+    """
     from dfdet.backbone import VisionBackbone, load_clip
     from dfdet.config import BackboneConfig
     clip = load_clip(BackboneConfig(model=model, pretrained=None, seed=0), device)
+    if layers:
+        blocks = clip.model.visual.transformer.resblocks
+        if not 0 < layers <= len(blocks):
+            raise SystemExit(f"--layers must be in 1..{len(blocks)} for {model}")
+        clip.model.visual.transformer.resblocks = blocks[:layers]
     return clip, VisionBackbone(clip.model.visual).eval()
 
 

@@ -108,7 +108,7 @@ def start_server(art: dict[str, Path], work: Path) -> tuple[subprocess.Popen, st
     port = free_port()
     cmd = [sys.executable, "app.py", "--runs", str(art["runs"]), "--checkpoints", str(art["checkpoints"]),
            "--model", "dfdet-tiny-vit", "--pretrained", "none", "--cache-dir", str(work / "cache"), "--demo", "off",
-           "--host", "127.0.0.1", "--port", str(port), "--methods", *METHODS]
+           "--host", "127.0.0.1", "--port", str(port), "--no-warm-up", "--methods", *METHODS]
     env = {**os.environ, "GRADIO_TEMP_DIR": str(work / "gradio"), "GRADIO_ANALYTICS_ENABLED": "False",
            "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
     log = open(work / "server.log", "w")

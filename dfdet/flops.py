@@ -93,13 +93,17 @@ def meta_clip_visual(model: str = "ViT-L-14") -> nn.Module:
         logging.disable(logging.NOTSET)
 
 
-def backbone_flops(model: str = "ViT-L-14", image_size: int | None = None, trainable: str = "none") -> StepFlops:
+def backbone_flops(model: str = "ViT-L-14", image_size: int | None = None, trainable: str = "none",
+                   layers: int | None = None) -> StepFlops:
     """Per-image FLOPs of dfdet's z_cls backbone, counted on the meta device.
 
     trainable: "none" (inference: backward=0) or "layernorm" (LN-tuning: every LayerNorm trains).
+    layers: count only the first `layers` transformer blocks (for depth-truncated benchmarks).
     """
     from .backbone import VisionBackbone
     visual = meta_clip_visual(model)
+    if layers:
+        visual.transformer.resblocks = visual.transformer.resblocks[:layers]
     size = image_size or _image_size(visual)
     backbone = VisionBackbone(visual)
     x = torch.empty(1, 3, size, size, device="meta")

@@ -323,10 +323,19 @@ def warm(url: str, ctx: Context, clients: int) -> float:
     for api in MIX:
         for _ in range(2):
             call(client, api, ctx, rng)
-    burst = run_load(url, ctx, clients, 2)
+    burst = run_load(url, ctx, clients, 3)
     if burst.errors:
         sys.exit(f"errors during warm-up: {burst.errors[:3]}")
     return time.perf_counter() - t0
+
+
+def queue_max_size() -> int:
+    """app.py's bound on waiting requests (read from the file the server runs)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("dfdet_app", REPO / "app.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return int(mod.QUEUE_MAX_SIZE)
 
 
 def files_under(folder: Path) -> int:
@@ -356,8 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(2.0)
         rss_after = rss_mb(proc.pid)
         uploads_during = files_under(work / "gradio")
-        queue_size = 64
-        over = overload(url, args.overload or queue_size + 36)
+        over = overload(url, args.overload or queue_max_size() + 36)
         rss_end = rss_mb(proc.pid)
     finally:
         proc.send_signal(signal.SIGINT)
@@ -410,12 +418,13 @@ def render(args, report: LoadReport, rss_before: float, rss_after: float, rss_en
         "",
         "| server memory (RSS) | MB |",
         "|---|---|",
-        f"| after warm-up (every endpoint twice, then every client twice) | {rss_before:.1f} |",
+        f"| after warm-up (every endpoint twice, then every client 3 requests) | {rss_before:.1f} |",
         f"| 2 s after the load run | {rss_after:.1f} |",
         f"| **growth over the run** | **{growth:+.1f}** (limit {MEMORY_LIMIT_MB}) |",
         f"| after the overload burst | {rss_end:.1f} |",
         "",
-        f"Overload: {over['fired']} model requests fired at once at the plain HTTP API (queue max_size 64): "
+        f"Overload: {over['fired']} model requests fired at once at the plain HTTP API (queue max_size "
+        f"{queue_max_size()}): "
         f"{over['accepted']} queued, {over['refused']} refused at once (slowest refusal "
         f"{over['max_refusal_s'] * 1000:.0f} ms) with {'; '.join(over['messages']) or 'no message'}; "
         f"{over['completed']} of the {over['accepted']} queued ones answered (queue drained in {over['drain_s']:.1f} s).",

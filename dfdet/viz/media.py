@@ -91,7 +91,7 @@ def image_file(image: Image.Image, fmt: str = "PNG") -> str:
     """
     global _last_prune
     buf = io.BytesIO()
-    image.save(buf, format=fmt)
+    image.save(buf, format=fmt, **({"compress_level": 1} if fmt == "PNG" else {}))  # lossless; level 6 is 4x slower
     data = buf.getvalue()
     folder = image_dir()
     path = folder / f"{hashlib.sha256(data).hexdigest()[:32]}.{fmt.lower()}"

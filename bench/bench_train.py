@@ -66,12 +66,12 @@ class RssSampler:
         return False
 
 
-def build(path: str, model: str, device: torch.device):
+def build(path: str, model: str, device: torch.device, layers: int | None = None):
     """(step function taking (pixels, labels) -> loss, trainable parameter count)."""
     from dfdet.config import TrainConfig
     from dfdet.model import build_model, trainable_count
     from dfdet.train import autocast, head_loss
-    clip, bb = common.load_backbone(model, device)
+    clip, bb = common.load_backbone(model, device, layers=layers)
     cfg = TrainConfig(method="ln_tuning")
     if path == "dfdet":
         det = build_model(clip, cfg.method).to(device).train()
@@ -117,10 +117,10 @@ def build(path: str, model: str, device: torch.device):
 
 
 def worker(path: str, model: str, device: torch.device, batch: int, precision: str, steps: int,
-           warmup: int) -> dict:
+           warmup: int, layers: int | None = None) -> dict:
     """One run: build, warm up, time `steps` steps; peak memory over all steps and its rise over the memory
     held before the first one."""
-    step, trainable = build(path, model, device)
+    step, trainable = build(path, model, device, layers)
     size = common.image_size(model)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(batch, 3, size, size, generator=g).to(device)
@@ -152,7 +152,7 @@ def worker(path: str, model: str, device: torch.device, batch: int, precision: s
 def run_subprocess(args, path: str) -> dict:
     cmd = [sys.executable, "-m", "bench.bench_train", "--worker", path, "--model", args.model, "--device", args.device,
            "--batch", str(args.batch), "--precision", args.precision, "--steps", str(args.steps),
-           "--warmup", str(args.warmup)]
+           "--warmup", str(args.warmup), "--layers", str(args.layers)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(common.REPO), os.environ.get("PYTHONPATH", "")])}
@@ -171,20 +171,21 @@ def main(argv: list[str] | None = None) -> Path | None:
     p.add_argument("--in-process", action="store_true",
                    help="run every run in this process (fast smoke runs; memory figures then share one process)")
     p.add_argument("--peak-tflops", type=float, default=None)
+    p.add_argument("--layers", type=int, default=0, help="keep only the first N transformer blocks (0 = all)")
     p.add_argument("--worker", choices=PATHS, help=argparse.SUPPRESS)  # internal: one run, JSON on stdout
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     device = common.setup(args)
     if args.worker:
         print(json.dumps(worker(args.worker, args.model, device, args.batch, args.precision, args.steps,
-                                args.warmup)))
+                                args.warmup, args.layers or None)))
         return None
     t_start = time.perf_counter()
     precision = args.precision if args.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
     args.precision = precision
 
     from dfdet.flops import backbone_flops
-    f = backbone_flops(args.model, trainable="layernorm")
+    f = backbone_flops(args.model, trainable="layernorm", layers=args.layers or None)
     dtype = common.DTYPES[precision]
     peak, peak_how = common.best_peak(device, dtype, args.peak_tflops)
 
@@ -192,7 +193,8 @@ def main(argv: list[str] | None = None) -> Path | None:
     for r in range(args.rounds):
         for path in (PATHS if r % 2 == 0 else PATHS[::-1]):
             if args.in_process:
-                res = worker(path, args.model, device, args.batch, precision, args.steps, args.warmup)
+                res = worker(path, args.model, device, args.batch, precision, args.steps, args.warmup,
+                             args.layers or None)
             else:
                 res = run_subprocess(args, path)
             runs[path].append(res)
@@ -212,7 +214,9 @@ def main(argv: list[str] | None = None) -> Path | None:
     mem_note = runs["dfdet"][0]["memory"] + ("" if device.type == "cuda" else
                                              " (whole process: weights + activations + optimizer state)")
     body = [
-        f"Model: {args.model}, random weights; batch {args.batch}; precision {precision}; "
+        f"Model: {args.model}, random weights"
+        + (f", **depth-truncated to its first {args.layers} transformer blocks** (--layers)" if args.layers else "")
+        + f"; batch {args.batch}; precision {precision}; "
         f"{args.rounds} alternating runs per path ({'in one process' if args.in_process else 'one subprocess each'}), "
         f"each {args.warmup} warm-up step(s) then {args.steps} timed step(s); the table gives the median over runs of "
         "each run's median step.",
@@ -228,6 +232,10 @@ def main(argv: list[str] | None = None) -> Path | None:
         "(activations + gradients + optimizer state)",
         "- `paper / this`: median over rounds of time(paper_hf_peft)/time(path); > 1 means faster than the paper's.",
         f"- wall time of this run: {time.perf_counter() - t_start:.0f} s",
+        "",
+        "## Raw runs (s per timed step, runs in order)",
+        "",
+        *[f"- {p_}: " + "; ".join(", ".join(f"{t:.3f}" for t in r_["times"]) for r_ in runs[p_]) for p_ in PATHS],
     ]
     return common.write_report(args.out, "LN-tuning training step", common.command_line("bench.bench_train", argv),
                                device, "\n".join(body))

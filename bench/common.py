@@ -148,6 +148,9 @@ def load_average() -> str:
         return "n/a"
 
 
+_START_LOAD = load_average()  # taken when a bench script imports this module, i.e. at its start
+
+
 def machine(device: torch.device) -> dict[str, str]:
     mem = ""
     with contextlib.suppress(OSError, ValueError, IndexError):
@@ -159,7 +162,7 @@ def machine(device: torch.device) -> dict[str, str]:
         "software": f"Python {platform.python_version()}, torch {torch.__version__}, "
                     f"open_clip {_version('open_clip')}, transformers {_version('transformers')}, "
                     f"peft {_version('peft')}",
-        "load average (1/5/15 min) at start": load_average(),
+        "load average (1/5/15 min) at start": _START_LOAD,
     }
     if device.type == "cuda":
         info["gpu"] = f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}"
@@ -314,6 +317,7 @@ def write_report(path: str | Path, title: str, command: str, device: torch.devic
     now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     head = [f"# {title}", "", f"- command: `{command}`", f"- date: {now}"]
     head += [f"- {k}: {v}" for k, v in machine(device).items()]
+    head.append(f"- load average (1/5/15 min) at end: {load_average()}")
     text = "\n".join(head) + "\n\n" + body.rstrip() + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -37,6 +37,7 @@ MODEL_QUEUE = "model"  # one model call at a time: the bank swaps overlays into 
 DELETE_CACHE = (600, 3600)  # every 10 min, delete uploads/outputs older than 1 h; all of them at shutdown
 QUEUE_MAX_SIZE = 64  # requests waiting at once (all events); beyond it a request is refused with a message
 VIEW_CONCURRENCY = 4  # non-model events run this many at a time
+STATE_SESSIONS = 300  # visitors whose last outputs gradio keeps in memory (~1.5 MB each); older ones are dropped
 
 # Hover thumbnails and click-to-pick on the hypersphere plot. gr.Plot has no hover/click events, so
 # this script attaches to the plotly div: hover shows customdata[1] (a data: URI), click writes the
@@ -241,8 +242,11 @@ def build_app(session: Session) -> gr.Blocks:
         return *out, rows, note
 
     def open_in_compare(run, rows, kind, evt: gr.SelectData):
-        row = rows.get(kind, [])[evt.index]
-        return gr.Tabs(selected="compare"), f"run:{run}", row
+        shown = (rows or {}).get(kind, [])
+        if not 0 <= evt.index < len(shown):  # the session's state was dropped (STATE_SESSIONS) or is stale
+            raise gr.Error("This gallery is out of date: press “Find mistakes” again, then pick the face.",
+                           print_exception=False)
+        return gr.Tabs(selected="compare"), f"run:{run}", shown[evt.index]
 
     def offer_demo() -> bool:
         return s.status.mode == "none" and s.cfg.demo != "off"
@@ -540,10 +544,11 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
 
 
 def launch(app: gr.Blocks, **kw):
-    """Launch with the safety limits of a public app: upload size, queue size, model concurrency."""
+    """Launch with the safety limits of a public app: upload size, queue size, model concurrency, and the
+    number of visitors' sessions held in memory."""
     app.queue(default_concurrency_limit=VIEW_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
-    return app.launch(max_file_size=f"{MAX_UPLOAD_MB}mb", head=HEAD, css=CSS, show_error=True,
-                      footer_links=["api"], **kw)
+    return app.launch(max_file_size=f"{MAX_UPLOAD_MB}mb", state_session_capacity=STATE_SESSIONS, head=HEAD, css=CSS,
+                      show_error=True, footer_links=["api"], **kw)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -38,6 +38,26 @@ from bench.common import fmt, table
 PATHS = ("dfdet", "paper_hf_peft")
 
 
+def saved_activation_bytes(fn, modules: list[torch.nn.Module]) -> int:
+    """Bytes autograd keeps for backward during `fn` (each storage once), parameters excluded.
+
+    Unlike RSS this does not depend on the allocator or on other processes: the activation memory
+    a training step needs, by construction.
+    """
+    params = {p.untyped_storage().data_ptr() for m in modules for p in m.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        st = t.untyped_storage()
+        if st.data_ptr() not in params:
+            seen[st.data_ptr()] = st.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(seen.values())
+
+
 class RssSampler:
     """Peak resident memory of this process while active, sampled every few ms from /proc."""
 
@@ -67,7 +87,7 @@ class RssSampler:
 
 
 def build(path: str, model: str, device: torch.device, layers: int | None = None):
-    """(step function taking (pixels, labels) -> loss, trainable parameter count)."""
+    """(step function taking (pixels, labels, precision) -> loss, trainable parameter count, all modules)."""
     from dfdet.config import TrainConfig
     from dfdet.model import build_model, trainable_count
     from dfdet.train import autocast, head_loss
@@ -87,7 +107,7 @@ def build(path: str, model: str, device: torch.device, layers: int | None = None
             loss.backward()
             opt.step()
             return loss
-        return step, trainable_count(det)
+        return step, trainable_count(det), [det]
     if path == "paper_hf_peft":
         from peft import LNTuningConfig, get_peft_model
 
@@ -112,7 +132,7 @@ def build(path: str, model: str, device: torch.device, layers: int | None = None
             loss.backward()
             opt.step()
             return loss
-        return step, sum(p.numel() for p in params)
+        return step, sum(p.numel() for p in params), [vision, head]
     raise SystemExit(f"unknown path {path!r}")
 
 
@@ -120,7 +140,7 @@ def worker(path: str, model: str, device: torch.device, batch: int, precision: s
            warmup: int, layers: int | None = None) -> dict:
     """One run: build, warm up, time `steps` steps; peak memory over all steps and its rise over the memory
     held before the first one."""
-    step, trainable = build(path, model, device, layers)
+    step, trainable, modules = build(path, model, device, layers)
     size = common.image_size(model)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(batch, 3, size, size, generator=g).to(device)
@@ -137,7 +157,8 @@ def worker(path: str, model: str, device: torch.device, batch: int, precision: s
             common.sync(device)
             if i >= warmup:
                 times.append(time.perf_counter() - t)
-    out = {"path": path, "times": times, "trainable": trainable, "losses": losses}
+    out = {"path": path, "times": times, "trainable": trainable, "losses": losses,
+           "saved_mb": saved_activation_bytes(lambda: step(x, y, precision), modules) / 2 ** 20}
     if device.type == "cuda":
         out["peak_mb"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
         out["extra_mb"] = (torch.cuda.max_memory_allocated(device) - before) / 2 ** 20
@@ -208,7 +229,8 @@ def main(argv: list[str] | None = None) -> Path | None:
         ratio = statistics.median(a / b for a, b in zip(med["paper_hf_peft"], med[p_]))
         rows.append([p_, args.batch, precision, fmt(m, 3), fmt(ips, 3),
                      fmt(statistics.median(r_["peak_mb"] for r_ in runs[p_]), 0),
-                     fmt(statistics.median(r_["extra_mb"] for r_ in runs[p_]), 0), runs[p_][0]["trainable"],
+                     fmt(statistics.median(r_["extra_mb"] for r_ in runs[p_]), 0),
+                     fmt(runs[p_][0]["saved_mb"], 0), runs[p_][0]["trainable"],
                      fmt(100 * mfu, 1) + "%", fmt(ratio, 3),
                      "yes" if all(all(map(_finite, r_["losses"])) for r_ in runs[p_]) else "NO"])
     mem_note = runs["dfdet"][0]["memory"] + ("" if device.type == "cuda" else
@@ -225,11 +247,14 @@ def main(argv: list[str] | None = None) -> Path | None:
         f"(input gradients of every frozen matmul; no weight gradients) = {f.train_step / 1e9:.2f} G. "
         f"Peak: {peak_how}.",
         "",
-        table(["path", "batch", "precision", "s/step", "img/s", "peak MB", "step MB", "trainable params", "MFU",
+        table(["path", "batch", "precision", "s/step", "img/s", "peak MB", "step MB", "saved MB", "trainable params",
+               "MFU",
                "paper / this", "losses finite"], rows),
         "",
         f"- peak MB: {mem_note}; step MB: that peak minus the memory held just before the first step "
-        "(activations + gradients + optimizer state)",
+        "(activations + gradients + optimizer state); saved MB: tensors autograd keeps for backward in one step "
+        "(activations; parameters excluded; each storage once), which unlike RSS does not depend on the "
+        "allocator or on other processes",
         "- `paper / this`: median over rounds of time(paper_hf_peft)/time(path); > 1 means faster than the paper's.",
         f"- wall time of this run: {time.perf_counter() - t_start:.0f} s",
         "",

@@ -78,10 +78,10 @@ def test_bench_train_smoke(tmp_path):
     rows = {r[0]: r for r in table_rows(text, "dfdet") + table_rows(text, "paper_hf_peft")}
     assert set(rows) == {"dfdet", "paper_hf_peft"}
     # both train exactly the LayerNorms + a 2-way head: PEFT's LN-tuning and dfdet's Detector agree on the count
-    assert rows["dfdet"][7] == rows["paper_hf_peft"][7] == "898"
+    assert rows["dfdet"][8] == rows["paper_hf_peft"][8] == "898"
     for r in rows.values():
         assert r[-1] == "yes"  # finite losses
-        assert all(math.isfinite(number(c)) and number(c) > 0 for c in (r[3], r[4], r[5], r[8], r[9]))
+        assert all(math.isfinite(number(c)) and number(c) > 0 for c in (r[3], r[4], r[5], r[7], r[9], r[10]))
 
 
 def test_bench_linear_probe_smoke(tmp_path):

@@ -192,8 +192,8 @@ def main(argv: list[str] | None = None) -> Path:
         precision = "bf16" if device.type == "cuda" else "fp32"
         b = 1 if device.type == "cpu" else min(batches[-1], 64)
         x = torch.randn(b, 3, *_hw(bb), device=device)
-        for n, f in build_variants([n for n in ("dfdet", "paper_hf") if n in names], bb, hf, precision,
-                                   device).items():
+        for n, f in build_variants([n for n in ("dfdet", "open_clip_mha", "paper_hf") if n in names], bb, hf,
+                                   precision, device).items():
             f(x)
             body += ["", f"## Profile: {n}, {precision}, batch {b} (one forward, operators by self time)", "",
                      common.profile_table(lambda: f(x), device)]

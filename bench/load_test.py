@@ -233,20 +233,25 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[k]
 
 
-def run_load(url: str, ctx: Context, clients: int, requests: int,
-             mix: dict[str, tuple[int, bool]] = MIX) -> LoadReport:
-    """`clients` threads, each with its own Client, start together and make `requests` requests each."""
+def connect(url: str, n: int) -> list:
+    """n clients, each its own gradio session (a visitor)."""
     from gradio_client import Client
+    return [Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="dfdet_load_")) for _ in range(n)]
+
+
+def run_load(url: str, ctx: Context, clients: int | list, requests: int,
+             mix: dict[str, tuple[int, bool]] = MIX, seed: int = 0) -> LoadReport:
+    """Client threads (given, or `clients` new ones) start together and make `requests` requests each."""
     report = LoadReport()
     lock = threading.Lock()
-    connected = [Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="dfdet_load_")) for _ in
-                 range(clients)]
+    connected = clients if isinstance(clients, list) else connect(url, clients)
+    clients = len(connected)
     start = threading.Barrier(clients)
 
     def worker(i: int) -> None:
-        rng = random.Random(1000 + i)
+        rng = random.Random(1000 * seed + i)
         start.wait()
-        for api in plan(i, requests, mix):
+        for api in plan(1000 * seed + i, requests, mix):
             t = time.perf_counter()
             try:
                 call(connected[i], api, ctx, rng)
@@ -307,9 +312,10 @@ def context(url: str, art: dict[str, Path]) -> Context:
                    str(art["face"]), str(art["video"]))
 
 
-def warm(url: str, ctx: Context, clients: int) -> float:
+def warm(url: str, ctx: Context, clients: list) -> float:
     """Before anything is measured: every endpoint twice (every method's projection fitted), then a short
-    concurrent burst, so first-use costs (numba, UMAP, caches, worker threads) are not counted as growth."""
+    burst of the load's own clients, so first-use costs (numba, UMAP, caches, worker threads, the
+    clients' sessions) are not counted as growth."""
     from gradio_client import Client
     client = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="dfdet_load_"))
     t0 = time.perf_counter()
@@ -323,19 +329,23 @@ def warm(url: str, ctx: Context, clients: int) -> float:
     for api in MIX:
         for _ in range(2):
             call(client, api, ctx, rng)
-    burst = run_load(url, ctx, clients, 3)
+    burst = run_load(url, ctx, clients, 3, seed=1)
     if burst.errors:
         sys.exit(f"errors during warm-up: {burst.errors[:3]}")
     return time.perf_counter() - t0
 
 
-def queue_max_size() -> int:
-    """app.py's bound on waiting requests (read from the file the server runs)."""
+def app_setting(name: str) -> int:
+    """A module-level setting of app.py (read from the file the server runs)."""
     import importlib.util
     spec = importlib.util.spec_from_file_location("dfdet_app", REPO / "app.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return int(mod.QUEUE_MAX_SIZE)
+    return int(getattr(mod, name))
+
+
+def queue_max_size() -> int:
+    return app_setting("QUEUE_MAX_SIZE")
 
 
 def files_under(folder: Path) -> int:
@@ -347,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=50, help="concurrent clients")
     p.add_argument("--requests", type=int, default=20, help="requests per client")
     p.add_argument("--overload", type=int, default=0, help="requests fired at once at the end (0 = queue size + 36)")
+    p.add_argument("--visitors", type=int, default=25, help="new sessions after the run, to measure memory per visitor")
     p.add_argument("--work", default="", help="folder for artifacts, caches and the server log (default: a temp dir)")
     p.add_argument("--out", default=str(REPO / "bench" / "results_load.md"), help="results markdown file")
     args = p.parse_args(argv)
@@ -358,12 +369,17 @@ def main(argv: list[str] | None = None) -> int:
     proc, url = start_server(art, work)
     try:
         ctx = context(url, art)
-        warm_s = warm(url, ctx, args.clients)
+        rss_start = rss_mb(proc.pid)
+        clients = connect(url, args.clients)
+        warm_s = warm(url, ctx, clients)
         time.sleep(1.0)
         rss_before = rss_mb(proc.pid)
-        report = run_load(url, ctx, args.clients, args.requests)
+        report = run_load(url, ctx, clients, args.requests, seed=2)
         time.sleep(2.0)
         rss_after = rss_mb(proc.pid)
+        visitors = new_visitors(url, ctx, args.visitors)
+        time.sleep(1.0)
+        rss_visitors = rss_mb(proc.pid)
         uploads_during = files_under(work / "gradio")
         over = overload(url, args.overload or queue_max_size() + 36)
         rss_end = rss_mb(proc.pid)
@@ -375,23 +391,30 @@ def main(argv: list[str] | None = None) -> int:
             proc.kill()
     uploads_after = files_under(work / "gradio")
 
-    body = render(args, report, rss_before, rss_after, rss_end, over, warm_s, t_build, uploads_during, uploads_after)
+    memory = {"start": rss_start, "before": rss_before, "after": rss_after, "visitors": rss_visitors, "end": rss_end}
+    body = render(args, report, memory, visitors, over, warm_s, t_build, uploads_during, uploads_after)
     from bench.common import write_report
     import torch
-    cmd = "python bench/load_test.py" + "".join(f" --{k} {v}" for k, v in (("clients", args.clients),
-                                                                           ("requests", args.requests))
-                                                 if v != {"clients": 50, "requests": 20}[k])
+    defaults = {"clients": 50, "requests": 20, "visitors": 25}
+    cmd = "python bench/load_test.py" + "".join(f" --{k} {getattr(args, k)}" for k, v in defaults.items()
+                                                 if getattr(args, k) != v)
     write_report(args.out, "Dashboard load test (app.py, tiny backbone, CPU, 127.0.0.1)", cmd, torch.device("cpu"),
                  body)
     print(body)
     print(f"\nwritten to {args.out}")
     growth = rss_after - rss_before
-    ok = (not report.errors and growth < MEMORY_LIMIT_MB and over["completed"] == over["accepted"]
+    ok = (not report.errors and not visitors.errors and growth < MEMORY_LIMIT_MB and over["completed"] == over["accepted"]
           and over["refused"] > 0 and over["max_refusal_s"] < 5)
     return 0 if ok else 1
 
 
-def render(args, report: LoadReport, rss_before: float, rss_after: float, rss_end: float, over: dict, warm_s: float,
+def new_visitors(url: str, ctx: Context, n: int) -> LoadReport:
+    """n new sessions, each visiting every view once: what one more visitor costs in server memory."""
+    mix = {k: (1, v[1]) for k, v in MIX.items()}
+    return run_load(url, ctx, n, len(mix), mix=mix, seed=3)
+
+
+def render(args, report: LoadReport, memory: dict, visitors: LoadReport, over: dict, warm_s: float,
            t_build: float, uploads_during: int, uploads_after: int) -> str:
     from bench.common import table
     n = len(report.results)
@@ -406,22 +429,34 @@ def render(args, report: LoadReport, rss_before: float, rss_after: float, rss_en
     lat = report.latencies()
     rows.append(["**all**", "", n, len(report.errors), *(f"**{percentile(lat, q) * 1000:.0f}**" for q in (50, 90, 99)),
                  f"{max(lat) * 1000:.0f}" if lat else "n/a"])
-    growth = rss_after - rss_before
+    growth = memory["after"] - memory["before"]
+    per_visitor = (memory["visitors"] - memory["after"]) / max(1, args.visitors)
+    sessions = app_setting("STATE_SESSIONS")
     lines = [
         f"{args.clients} concurrent clients x {args.requests} requests = {n} requests in {report.wall:.1f} s "
         f"({n / report.wall:.1f} requests/s); **{len(report.errors)} errors**.",
         "",
-        "Latency in ms, client side (queueing included), per endpoint. The model queue runs one request at a time "
-        "(concurrency_limit=1: the bank swaps LayerNorm overlays into one shared ViT); the views run 4 at a time.",
+        "Latency in ms, client side (queueing and the download of image outputs included), per endpoint. The model "
+        "queue runs one request at a time (concurrency_limit=1: the bank swaps LayerNorm overlays into one shared "
+        f"ViT); the views run {app_setting('VIEW_CONCURRENCY')} at a time.",
         "",
         table(["endpoint", "queue", "requests", "errors", "p50", "p90", "p99", "max"], rows),
         "",
         "| server memory (RSS) | MB |",
         "|---|---|",
-        f"| after warm-up (every endpoint twice, then every client 3 requests) | {rss_before:.1f} |",
-        f"| 2 s after the load run | {rss_after:.1f} |",
+        f"| models loaded, no visitor yet | {memory['start']:.1f} |",
+        f"| after warm-up (every endpoint twice; then the {args.clients} clients, 3 requests each) | "
+        f"{memory['before']:.1f} |",
+        f"| 2 s after the load run (same {args.clients} clients) | {memory['after']:.1f} |",
         f"| **growth over the run** | **{growth:+.1f}** (limit {MEMORY_LIMIT_MB}) |",
-        f"| after the overload burst | {rss_end:.1f} |",
+        f"| after {args.visitors} new visitors (every view once each; {len(visitors.errors)} errors) | "
+        f"{memory['visitors']:.1f} |",
+        f"| per new visitor (gradio keeps each session's last outputs) | {per_visitor:+.2f} |",
+        f"| after the overload burst | {memory['end']:.1f} |",
+        "",
+        f"Sessions kept in memory are capped at STATE_SESSIONS = {sessions} (app.py), so visitor state is bounded "
+        f"at about {sessions} x {max(per_visitor, 0):.2f} MB = {sessions * max(per_visitor, 0):.0f} MB; gradio's "
+        "default would keep 10,000.",
         "",
         f"Overload: {over['fired']} model requests fired at once at the plain HTTP API (queue max_size "
         f"{queue_max_size()}): "
@@ -434,8 +469,9 @@ def render(args, report: LoadReport, rss_before: float, rss_after: float, rss_en
         "",
         f"Setup: artifacts built in {t_build:.1f} s, warm-up {warm_s:.1f} s (numba compile + UMAP fits), not timed.",
     ]
-    if report.errors:
-        lines += ["", "Errors (first 10):", ""] + [f"- {r.api}: {r.error}" for r in report.errors[:10]]
+    errors = report.errors + visitors.errors
+    if errors:
+        lines += ["", "Errors (first 10):", ""] + [f"- {r.api}: {r.error}" for r in errors[:10]]
     return "\n".join(lines)
 
 

@@ -82,7 +82,8 @@ def multi_ln_forward(backbone: VisionBackbone, pixels: torch.Tensor,
     """z_cls of `pixels` [B, 3, H, W] under each LayerNorm overlay, from one batched forward.
 
     Returns one [B, width] tensor per overlay, equal to VisionBackbone.forward with that overlay
-    loaded. Differentiable with respect to the overlay tensors.
+    loaded. Differentiable with respect to the overlay tensors. Activations are those of a batch of
+    k*B images, so callers with large batches should split them.
     """
     _check_blocks(backbone)
     stacked = stack_overlays(backbone, overlays)

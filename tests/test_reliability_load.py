@@ -20,6 +20,7 @@ from test_reliability_helpers import serve
 # The hypersphere and SLERP views need UMAP fits (a numba compile of ~20 s): left to the benchmark.
 SMOKE_MIX = {k: v for k, v in MIX.items() if k not in ("hypersphere", "slerp_path")}
 QUEUE = 6  # a small queue bound, so overflowing it takes a handful of requests
+SESSIONS = 4  # a small cap on visitor sessions held in memory
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +41,8 @@ def loaded(tmp_path_factory, tiny_cfg, shared):
     preds.to_csv(run / "predictions.csv", index=False)
     info = json.loads((run / "run.json").read_text())
     (run / "run.json").write_text(json.dumps({**info, "data_root": str(shared / "datasets")}))
-    served = serve(tmp, tiny_cfg, runs=run.parent, app_attrs={"QUEUE_MAX_SIZE": QUEUE})
+    served = serve(tmp, tiny_cfg, runs=run.parent, app_attrs={"QUEUE_MAX_SIZE": QUEUE,
+                                                                     "STATE_SESSIONS": SESSIONS})
     corpus = Corpus(tmp / "inputs", shared)
     face = tmp / "face.png"
     corpus.photo().save(face)
@@ -89,3 +91,12 @@ def test_gradio_client_users_read_the_refusal_too(loaded):
     assert "ok" in answers
     refused = [a for a in answers if a != "ok"]
     assert all("Queue is full" in a for a in refused), refused
+
+
+def test_visitor_sessions_held_in_memory_are_capped(loaded):
+    """Gradio keeps every session's last outputs (~1.5 MB with this app's views); app.py caps how many."""
+    from gradio_client import Client
+    served, _ = loaded
+    for _ in range(SESSIONS + 4):
+        Client(served.app.local_url, verbose=False).predict("samples", 3, api_name="/predict_sample")
+    assert 0 < len(served.app.state_holder.session_data) <= SESSIONS

@@ -104,6 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     except DfdetError as err:
         print(f"dfdet {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:  # under torchrun: another rank died or hung (dfdet.distributed)
+        from .distributed import failure_message
+        msg = failure_message(err)
+        if msg is None:
+            raise
+        print(f"dfdet {args.command}: error: {msg}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"dfdet {args.command}: interrupted; finished outputs were kept, re-run to resume", file=sys.stderr)
         return 130

@@ -33,11 +33,17 @@ class EvalConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     batch_size: int = 64  # images per forward pass
     threshold: float = 0.5  # p_fake threshold for accuracy/precision/recall/F1
-    device: str = "cpu"  # cpu or cuda
+    device: str = "cpu"  # cpu or cuda (under torchrun: cuda:<LOCAL_RANK>)
     out: str = "runs/eval"  # run folder to write
+    workers: int = -1  # DataLoader worker processes per rank (-1 = auto: 0 on CPU, up to 8 on CUDA)
 
 
 def evaluate(cfg: EvalConfig, bank: DetectorBank | None = None) -> Path:
+    """Under torchrun each rank scores its shard of whole batches; rank 0 gathers them in manifest order
+    and writes the run, so the run folder is the one a single process writes."""
+    from .data.loader import loader_kwargs
+    from .distributed import barrier, gather_rows, init, shard
+    w, device = init(cfg.device)
     root = Path(cfg.data_root) if cfg.data_root else default_data_root(cfg.manifest)
     df = read_manifest(cfg.manifest, root)
     if cfg.split != "all":
@@ -49,26 +55,33 @@ def evaluate(cfg: EvalConfig, bank: DetectorBank | None = None) -> Path:
         raise DataError(f"{cfg.manifest}: no rows for split {cfg.split!r}"
                         f"{' and datasets ' + str(cfg.datasets) if cfg.datasets else ''}")
     if bank is None:
-        bank = DetectorBank(load_clip(cfg.backbone, cfg.device), cfg.checkpoints, cfg.methods or None, cfg.device)
+        bank = DetectorBank(load_clip(cfg.backbone, device), cfg.checkpoints, cfg.methods or None, device)
     names = bank.ready
     if not names:
         problems = "; ".join(f"{n}: {e.message}" for n, e in bank.entries.items())
         raise DfdetError(f"no method is ready to evaluate ({problems})")
-    loader = torch.utils.data.DataLoader(FaceDataset(df, root, bank.clip.preprocess), batch_size=cfg.batch_size)
-    scores = {n: [] for n in names}
-    feats = {n: [] for n in names}
+    mine = torch.utils.data.Subset(FaceDataset(df, root, bank.clip.preprocess), shard(len(df), cfg.batch_size, w))
+    loader = torch.utils.data.DataLoader(mine, batch_size=cfg.batch_size,
+                                         **loader_kwargs(bank.device, cfg.workers, w.size))
+    scores = {n: [np.zeros(0, np.float32)] for n in names}
+    feats = {n: [np.zeros((0, 0), np.float32)] for n in names}
     t0 = time.time()
-    for pixels, _, _ in tqdm(loader, desc="evaluate", disable=None):
-        pixels = pixels.to(bank.device)
+    for pixels, _, _ in tqdm(loader, desc="evaluate", disable=None if w.main else True):
+        pixels = pixels.to(bank.device, non_blocking=True)
         for n in names:
             p, f = bank.score_and_embed(pixels, n)
             scores[n].append(p)
             feats[n].append(f)
+    scores = {n: gather_rows(np.concatenate(v[1:] or v[:1])) for n, v in scores.items()}
+    feats = {n: gather_rows(np.concatenate(v[1:] or v[:1])) for n, v in feats.items()}
+    if not w.main:
+        barrier()  # returns once rank 0 has written the run
+        return Path(cfg.out)
     preds = df[["path", "dataset", "source", "video", "label", "split"]].copy()
     embeddings = {}
     for n in names:
-        preds[PRED_PREFIX + n] = np.concatenate(scores[n]).round(6)
-        f = np.concatenate(feats[n])
+        preds[PRED_PREFIX + n] = scores[n].round(6)
+        f = feats[n]
         norm = np.linalg.norm(f, axis=1)
         embeddings[n] = (f / np.maximum(norm, 1e-12)[:, None], norm)
     metrics, roc = metric_table(preds, names, PRED_PREFIX, cfg.threshold)
@@ -77,14 +90,16 @@ def evaluate(cfg: EvalConfig, bank: DetectorBank | None = None) -> Path:
         "backbone": {"model": bank.clip.config.model, "weights": bank.clip.weights_id},
         "demo": bank.demo, "manifest": str(cfg.manifest), "manifest_sha256": file_sha256(cfg.manifest),
         "data_root": str(Path(root).resolve()), "split": cfg.split, "threshold": cfg.threshold,
-        "seconds": round(time.time() - t0, 1),
+        "seconds": round(time.time() - t0, 1), "processes": w.size,
         "methods": {n: {"method": bank.entries[n].spec.name, "label": bank.entries[n].label,
                         "trainable_params": bank.entries[n].trainable_params,
                         "checkpoint": str(bank.entries[n].folder) if bank.entries[n].folder else None}
                     for n in names},
         "not_evaluated": {n: e.message for n, e in bank.entries.items() if e.status != "ready"},
     }
-    return write_run(cfg.out, info, preds, metrics, roc, embeddings)
+    run_dir = write_run(cfg.out, info, preds, metrics, roc, embeddings)
+    barrier()
+    return run_dir
 
 
 def summary_table(metrics: pd.DataFrame, level: str = "frame") -> pd.DataFrame:

@@ -18,6 +18,8 @@ def add_arguments(p) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     p.add_argument("--threshold", type=float, default=0.5, help="p_fake threshold for accuracy/precision/recall/F1")
     p.add_argument("--out", default="runs/eval", help="run folder to write")
+    p.add_argument("--workers", type=int, default=-1,
+                   help="DataLoader worker processes per process (-1 = auto: 0 on CPU, up to 8 on CUDA)")
     add_backbone_args(p)
 
 
@@ -27,8 +29,11 @@ def run(args) -> int:
     cfg = EvalConfig(manifest=args.manifest, data_root=args.data_root or "", split=args.split,
                      datasets=args.datasets, checkpoints=args.checkpoints, methods=args.methods,
                      backbone=backbone_from_args(args), batch_size=args.batch_size, threshold=args.threshold,
-                     device=resolve_device(args.device), out=args.out)
+                     device=resolve_device(args.device), out=args.out, workers=args.workers)
     run_dir = evaluate(cfg)
+    from ..distributed import world
+    if not world().main:
+        return 0  # under torchrun: rank 0 reports
     r = load_run(run_dir)
     if r.info.get("demo"):
         print("NOTE: random-weight backbone: these numbers are meaningless (demo/testing only)")

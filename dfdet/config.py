@@ -36,13 +36,14 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
     seed: int = 42  # paper: 42; controls init, shuffling and SLERP sampling
     precision: str = "auto"  # "auto" = bf16 autocast on CUDA, fp32 on CPU; or "fp32" / "bf16"
+    augment: str = "paper"  # training-image augmentation: "paper" (the reference's torchvision v2 ops) or "none"
     slerp_t: tuple[float, float] = (0.0, 1.0)  # t ~ U(t0, t1) for SLERP augmentation
     align_weight: float = 0.0  # weight of the alignment loss (Wang & Isola); 0 = off
     uniform_weight: float = 0.0  # weight of the uniformity loss; 0 = off
     select_metric: str = "auroc"  # validation metric that picks the best epoch
     max_steps: int = 0  # stop after this many optimiser steps (0 = no limit); for smoke runs
     num_workers: int = 0  # DataLoader workers
-    cache_features: str = "memory"  # linear probe: "memory" or a folder for a disk cache of frozen features
+    cache_features: str = "memory"  # linear probe with augment=none only: "memory" or a folder for a disk cache
     compile: bool = False  # torch.compile the backbone (CUDA only; off unless measured to help)
     device: str = "auto"  # "auto", "cpu", "cuda"
     out: str = "runs/train"  # run folder: checkpoint, resolved config, training log

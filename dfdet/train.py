@@ -1,8 +1,10 @@
 """Training: the paper's recipe (AdamW 8e-5 -> 5e-5 cosine, wd 0, batch 128, 10 epochs, seed 42).
 
-The best epoch is chosen on the validation split only. The linear probe never runs the frozen
-backbone twice: its features are computed once and cached. Families other than "ln" (the
-text-guided methods) register their own trainer in TRAINERS.
+The best epoch is chosen on the validation split only. Training images get the paper's
+augmentation (dfdet.data.augment; `augment=none` turns it off). With augmentation the linear probe
+runs the frozen backbone on fresh augmented images every epoch, as the paper does; only with
+`augment=none` are its frozen features computed once and cached (the fast option, not the paper's
+recipe). Families other than "ln" (the text-guided methods) register their own trainer in TRAINERS.
 
 Interrupted runs resume: after every epoch the whole training state (trainable tensors, AdamW
 moments, best-so-far, RNG states) is written atomically to <out>/resume.safetensors; the same
@@ -30,6 +32,7 @@ from tqdm.auto import tqdm
 from .backbone import load_clip, weights_id
 from .checkpoint import file_sha256, save_checkpoint
 from .config import TrainConfig, to_dict
+from .data import augment as augment_mod
 from .data.dataset import FaceDataset
 from .data.manifest import default_data_root, read_manifest
 from .errors import DataError
@@ -154,6 +157,13 @@ def _score(m: dict, metric: str) -> float:
     return -math.inf if v is None or (isinstance(v, float) and math.isnan(v)) else v
 
 
+def make_datasets(cfg: TrainConfig, train_df: pd.DataFrame, val_df: pd.DataFrame, root: Path,
+                  preprocess) -> tuple[FaceDataset, FaceDataset]:
+    """(train, val): only the training images are augmented (reference src/dataset/deepfake.py:241-259)."""
+    train_ds = FaceDataset(train_df, root, preprocess, augment=augment_mod.build_augmentation(cfg.augment))
+    return train_ds, FaceDataset(val_df, root, preprocess)
+
+
 def train(cfg: TrainConfig) -> Path:
     """Train cfg.method and write its best checkpoint (chosen on validation) to cfg.out."""
     spec = get_method(cfg.method)
@@ -168,13 +178,12 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.compile and device.type == "cuda":
         model.backbone = torch.compile(model.backbone)
     gen = torch.Generator().manual_seed(cfg.seed)
-    train_ds = FaceDataset(train_df, root, clip.preprocess)
-    val_ds = FaceDataset(val_df, root, clip.preprocess)
+    train_ds, val_ds = make_datasets(cfg, train_df, val_df, root, clip.preprocess)
     loader_kw = dict(num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
     val_loader = torch.utils.data.DataLoader(val_ds, batch_size=cfg.batch_size, shuffle=False, **loader_kw)
 
-    cached = spec.trains == "head"
-    if cached:  # frozen backbone: one pass for features, then epochs over tensors
+    cached = spec.trains == "head" and train_ds.augment is None
+    if cached:  # frozen backbone, fixed images: one pass for features, then epochs over tensors
         mkey = file_sha256(cfg.manifest, 16)
         plain = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=False, **loader_kw)
         train_feats = _cached_features(model, plain, device, cfg, f"{mkey}-{cfg.train_split}-{clip.weights_id}")
@@ -228,7 +237,7 @@ def train(cfg: TrainConfig) -> Path:
             else:
                 pixels, y, _ = batch
                 pixels, y = pixels.to(device), y.to(device)
-                with autocast(device, cfg.precision):
+                with autocast(device, cfg.precision), torch.set_grad_enabled(spec.trains != "head"):
                     feats = model.embed(pixels).float()
             loss = head_loss(model, feats, y, cfg, gen)
             opt.zero_grad(set_to_none=True)
@@ -257,6 +266,9 @@ def train(cfg: TrainConfig) -> Path:
     meta = {"method": spec.name, "label": spec.label,
             "backbone": {"model": cfg.backbone.model, "weights": weights_id(cfg.backbone)},
             "config": to_dict(cfg), "manifests": {str(cfg.manifest): file_sha256(cfg.manifest)},
+            "recipe": {"augment": augment_mod.describe(cfg.augment),
+                       "linear_probe_features": ("cached once (augment=none)" if cached else "fresh every epoch")
+                       if spec.trains == "head" else None},
             "val_metrics": best_val, "best_epoch": best_epoch + 1, "steps": step,
             "trainable_params": trainable_count(model), "train_seconds": round(time.time() - t_start, 1)}
     folder = save_checkpoint(out, best_state, meta)

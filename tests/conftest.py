@@ -75,5 +75,6 @@ def tiny_checkpoints(dfdc_manifest, tmp_path_factory) -> Path:
     manifest, root = dfdc_manifest
     for m in PAPER_METHODS:
         train(TrainConfig(method=m, backbone=BackboneConfig(model=TINY_MODEL, pretrained=None), manifest=str(manifest),
-                          data_root=str(root), batch_size=16, epochs=2, lr=1e-3, out=str(out / m), device="cpu"))
+                          data_root=str(root), batch_size=16, epochs=2, lr=1e-3, out=str(out / m), device="cpu",
+                          augment="none"))  # speed: augmentation is tested in test_recipe_augment
     return out

@@ -14,7 +14,7 @@ def _cfg(dfdc_manifest, out, **kw):
     manifest, root = dfdc_manifest
     base = dict(method="ln_norm_slerp", backbone=BackboneConfig(model="dfdet-tiny-vit", pretrained=None),
                 manifest=str(manifest), data_root=str(root), batch_size=16, epochs=3, lr=3e-3, min_lr=1e-3,
-                out=str(out), device="cpu")
+                out=str(out), device="cpu", augment="none")  # augmentation has its own tests (test_recipe_augment)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -79,9 +79,11 @@ def test_linear_probe_computes_frozen_features_once(dfdc_manifest, tmp_path, mon
 
     monkeypatch.setattr(train_mod, "extract_features", counting)
     cache = tmp_path / "cache"
-    train(_cfg(dfdc_manifest, tmp_path / "lp", method="linear_probe", epochs=5, cache_features=str(cache)))
+    train(_cfg(dfdc_manifest, tmp_path / "lp", method="linear_probe", epochs=5, cache_features=str(cache),
+               augment="none"))
     assert calls == [48, 16]  # train and val once each, not once per epoch
-    train(_cfg(dfdc_manifest, tmp_path / "lp2", method="linear_probe", epochs=2, cache_features=str(cache)))
+    train(_cfg(dfdc_manifest, tmp_path / "lp2", method="linear_probe", epochs=2, cache_features=str(cache),
+               augment="none"))
     assert calls == [48, 16]  # second run reads the disk cache
     assert len(list(cache.glob("*.safetensors"))) == 2
 

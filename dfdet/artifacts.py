@@ -3,7 +3,8 @@
     runs/<run>/
       run.json                   what was evaluated: backbone, weights id, methods, manifest, demo flag
       predictions.csv            one row per image: path, label, dataset, source, video, split, p_fake__<method>
-      metrics.json               list of records: method, dataset, source ("*" = all), level, n, metric values
+      metrics.json               list of records: method, dataset, source ("*" = all; a fake source = the
+                                 dataset's reals + that source), level, n, metric values (ap_fake, map_macro, ...)
       roc.json                   list of records: method, dataset, level, fpr, tpr, thresholds, auroc
       embeddings/<method>.npz    z: float16 [N, D] L2-normalised features in predictions.csv row order;
                                  norm: float32 [N] their norms before normalisation
@@ -20,7 +21,8 @@ import pandas as pd
 from .fileio import atomic_write
 from .errors import DfdetError
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: metrics name ap_fake and map_macro (1 had "ap" = ap_fake) and score a source with the reals
+READABLE_VERSIONS = (1, 2)
 PRED_PREFIX = "p_fake__"  # predictions.csv column per method: p_fake__<method>
 
 
@@ -73,11 +75,13 @@ def load_run(folder: str | Path) -> Run:
     if not info_path.is_file():
         raise DfdetError(f"{folder} is not a finished dfdet run (no run.json); run `dfdet evaluate` to make one")
     info = json.loads(info_path.read_text())
-    if info.get("layout_version") != LAYOUT_VERSION:
+    if info.get("layout_version") not in READABLE_VERSIONS:
         raise DfdetError(f"{folder} was written by another dfdet version (layout {info.get('layout_version')}, "
                          f"this version reads {LAYOUT_VERSION}); re-run `dfdet evaluate`")
     preds = pd.read_csv(folder / "predictions.csv", keep_default_na=False)
     metrics = pd.DataFrame(json.loads((folder / "metrics.json").read_text()))
+    if info.get("layout_version") == 1 and "ap" in metrics.columns:  # layout 1's "ap" was the fake class's AP
+        metrics = metrics.rename(columns={"ap": "ap_fake"}).assign(map_macro=float("nan"))
     roc = json.loads((folder / "roc.json").read_text())
     return Run(folder=folder, info=info, predictions=preds, metrics=metrics, roc=roc)
 

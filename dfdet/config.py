@@ -38,9 +38,9 @@ class TrainConfig:
     precision: str = "auto"  # "auto" = bf16 autocast on CUDA, fp32 on CPU; or "fp32" / "bf16"
     augment: str = "paper"  # training-image augmentation: "paper" (the reference's torchvision v2 ops) or "none"
     slerp_t: tuple[float, float] = (0.0, 1.0)  # t ~ U(t0, t1) for SLERP augmentation
-    align_weight: float = 0.0  # weight of the alignment loss (Wang & Isola); 0 = off
-    uniform_weight: float = 0.0  # weight of the uniformity loss; 0 = off
-    select_metric: str = "auroc"  # validation metric that picks the best epoch
+    align_weight: float = 0.0  # weight of the alignment loss (Wang & Isola) on the head's input; 0 = off
+    uniform_weight: float = 0.0  # weight of the uniformity loss on the head's input; 0 = off
+    select_metric: str = "video_map_macro"  # picks the best epoch on val; paper: video-level macro mAP (run.py:53)
     max_steps: int = 0  # stop after this many optimiser steps (0 = no limit); for smoke runs
     num_workers: int = 0  # DataLoader workers
     cache_features: str = "memory"  # linear probe with augment=none only: "memory" or a folder for a disk cache

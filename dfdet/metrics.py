@@ -1,10 +1,22 @@
-"""Detection metrics for the fake class, at frame level and video level (mean p_fake per video)."""
+"""Detection metrics at frame level and video level (mean p_fake per video).
+
+Two average precisions, named so they cannot be confused:
+- `ap_fake`: AP of the fake class (p_fake as the score), the usual detection AP;
+- `map_macro`: the reference's mAP (yermandy/deepfake-detection src/metrics.py:60,
+  average_precision_score(one_hot, probs, average="macro")): the mean of the real class's AP (scored
+  by p_real = 1 - p_fake) and the fake class's AP. The paper keeps the epoch with the best
+  video-level `map_macro` on validation (run.py:53, monitor="val/mAP_video").
+A group with a single class has no ranking metrics: they are NaN, never a number like AP = 1.0.
+"""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-METRIC_NAMES = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "auroc", "ap", "eer")
+METRIC_NAMES = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "auroc", "ap_fake", "map_macro", "eer")
+RANKING_METRICS = ("auroc", "ap_fake", "map_macro", "eer")  # need both classes
+ONE_CLASS = "n/a (one class)"  # the note on a metrics row whose group holds a single class
+VIDEO_KEY = ["dataset", "source", "video"]  # a video's identity: names like "000" repeat across datasets
 
 
 def roc_curve(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -46,6 +58,15 @@ def average_precision(y: np.ndarray, score: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
+def map_macro(y: np.ndarray, score: np.ndarray) -> float:
+    """Mean over the two classes of their one-vs-rest AP (p_real = 1 - p_fake); NaN with one class."""
+    y = np.asarray(y).astype(int)
+    if y.min() == y.max():
+        return float("nan")
+    s = np.asarray(score, dtype=np.float64)
+    return float((average_precision(y, s) + average_precision(1 - y, 1 - s)) / 2)
+
+
 def eer(y: np.ndarray, score: np.ndarray) -> float:
     """Equal error rate: where the false-positive rate meets the false-negative rate (interpolated)."""
     y = np.asarray(y).astype(int)
@@ -75,31 +96,57 @@ def binary_metrics(y: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> 
     recall = tpr if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     bal = np.nanmean([tpr, tnr]) if not (np.isnan(tpr) and np.isnan(tnr)) else float("nan")
+    one_class = len(y) == 0 or y.min() == y.max()
     return {"n": int(len(y)), "n_fake": int(y.sum()), "accuracy": (tp + tn) / max(len(y), 1),
             "balanced_accuracy": float(bal), "precision": precision, "recall": recall, "f1": f1,
-            "auroc": auroc(y, score), "ap": average_precision(y, score), "eer": eer(y, score),
+            "auroc": auroc(y, score), "ap_fake": float("nan") if one_class else average_precision(y, score),
+            "map_macro": map_macro(y, score), "eer": eer(y, score),
             "tp": tp, "tn": tn, "fp": fp, "fn": fn}
 
 
 def video_level(df: pd.DataFrame, score_col: str) -> pd.DataFrame:
-    """One row per video: its label and the mean of its frames' scores."""
-    g = df.groupby("video", sort=True)
-    return pd.DataFrame({"label": g["label"].first(), score_col: g[score_col].mean(),
-                         "dataset": g["dataset"].first(), "source": g["source"].first()}).reset_index()
+    """One row per video (dataset, source, video): its label and the mean of its frames' scores.
+
+    The reference groups frames by their folder <dataset>/<source>/<video> (src/model/dfdet.py:100-124);
+    grouping by the video name alone would merge FF "000" with another dataset's "000"."""
+    g = df.groupby(VIDEO_KEY, sort=True)
+    return pd.DataFrame({"label": g["label"].first(), score_col: g[score_col].mean()}).reset_index()
+
+
+def group_metrics(y: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> dict:
+    """binary_metrics, with every metric blanked and a note when the group holds one class."""
+    m = binary_metrics(y, score, threshold)
+    if len(y) == 0 or np.min(y) == np.max(y):
+        m.update({k: None for k in METRIC_NAMES})
+        m["note"] = ONE_CLASS
+    return m
+
+
+def source_groups(table: pd.DataFrame):
+    """("*", all rows), then per fake source: the dataset's real rows plus that source's rows, the protocol of
+    the FF++ per-manipulation tables. Real sources get no row of their own: they are in every fake row."""
+    yield "*", table
+    reals = table["label"] == 0
+    for source, sd in table.groupby("source", sort=True):
+        if (sd["label"] == 0).all():
+            continue
+        yield source, table[reals | (table["source"] == source)]
 
 
 def metric_table(preds: pd.DataFrame, methods: list[str], score_prefix: str = "p_fake__",
                  threshold: float = 0.5) -> tuple[list[dict], list[dict]]:
-    """Metrics per method x dataset x source ('*' = whole dataset) x level, and ROC points per dataset."""
+    """Metrics per method x dataset x source x level, and ROC points per dataset.
+
+    source "*" is the whole dataset; a fake source's row scores the dataset's reals plus that source
+    (see source_groups). Rows of one class carry note ONE_CLASS and no metric values."""
     records, rocs = [], []
     for method in methods:
         col = score_prefix + method
         for level in ("frame", "video"):
             table = preds if level == "frame" else video_level(preds, col)
             for dataset, dd in table.groupby("dataset", sort=True):
-                groups = [("*", dd)] + list(dd.groupby("source", sort=True))
-                for source, sd in groups:
-                    m = binary_metrics(sd["label"].to_numpy(), sd[col].to_numpy(), threshold)
+                for source, sd in source_groups(dd):
+                    m = group_metrics(sd["label"].to_numpy(), sd[col].to_numpy(), threshold)
                     records.append({"method": method, "dataset": dataset, "source": source, "level": level, **m})
                 fpr, tpr, thr = roc_curve(dd["label"].to_numpy(), dd[col].to_numpy())
                 rocs.append({"method": method, "dataset": dataset, "level": level,

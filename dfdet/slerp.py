@@ -58,10 +58,12 @@ def alignment_loss(x: torch.Tensor, labels: torch.Tensor, alpha: float = 2.0) ->
     return d.pow(alpha).mean()
 
 
-def uniformity_loss(x: torch.Tensor, t: float = 2.0) -> torch.Tensor:
-    """log E exp(-t ||x_i - x_j||^2) over distinct pairs: spreads features over the sphere."""
+def uniformity_loss(x: torch.Tensor, t: float = 2.0, floor: float = 1e-6) -> torch.Tensor:
+    """log E exp(-t ||x_i - x_j||^2) over distinct pairs: spreads features over the sphere.
+
+    The mean is floored at 1e-6 before the log, as in the reference (src/losses/unifalign.py:63)."""
     x = F.normalize(x, dim=-1)
     if x.shape[0] < 2:
         return x.sum() * 0
     sq = torch.pdist(x).pow(2)
-    return sq.mul(-t).exp().mean().log()
+    return sq.mul(-t).exp().mean().clamp(min=floor).log()

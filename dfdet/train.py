@@ -38,7 +38,7 @@ from .data.manifest import default_data_root, read_manifest
 from .errors import DataError
 from .fileio import atomic_write
 from .methods import get_method
-from .metrics import binary_metrics
+from .metrics import METRIC_NAMES, VIDEO_KEY, binary_metrics, video_level
 from .model import Detector, build_model, trainable_count, trainable_state
 from .slerp import alignment_loss, slerp_augment, uniformity_loss
 
@@ -121,15 +121,38 @@ def _cached_features(model, loader, device, cfg: TrainConfig, key: str):
 
 def head_loss(model: Detector, feats: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
               gen: torch.Generator) -> torch.Tensor:
-    """Cross-entropy on (SLERP-augmented) features, plus the optional hypersphere losses."""
+    """Cross-entropy on (SLERP-augmented) features, plus the optional hypersphere losses.
+
+    The hypersphere losses see what the head sees, after SLERP (L2-normalised), as in the reference:
+    src/model/dfdet.py:314-323 passes the head's `features` (src/heads/head.py:27) to the loss."""
     spec = model.spec
     z = slerp_augment(feats, y, cfg.slerp_t, gen) if spec.slerp else feats
     loss = F.cross_entropy(model.classify(z), y)
     if cfg.align_weight:
-        loss = loss + cfg.align_weight * alignment_loss(feats, y)
+        loss = loss + cfg.align_weight * alignment_loss(z, y)
     if cfg.uniform_weight:
-        loss = loss + cfg.uniform_weight * uniformity_loss(feats)
+        loss = loss + cfg.uniform_weight * uniformity_loss(z)
     return loss
+
+
+SELECTION_RULE = ("the epoch with the best {metric} on the {split!r} split "
+                  "(video_map_macro = the paper's rule: video-level macro mAP over real and fake; "
+                  "reference run.py:53 monitor='val/mAP_video', src/metrics.py:60)")
+
+
+def select_metrics() -> tuple[str, ...]:
+    """Names select_metric may take: frame metrics, video_<metric>, and the validation loss."""
+    return (*METRIC_NAMES, *(f"video_{m}" for m in METRIC_NAMES), "loss")
+
+
+def val_metrics(y: np.ndarray, p_fake: np.ndarray, val_df: pd.DataFrame) -> dict:
+    """Frame metrics, and video metrics (mean p_fake per (dataset, source, video)) under video_<name>."""
+    m = binary_metrics(y, p_fake)
+    frames = val_df[VIDEO_KEY].assign(label=y, p=p_fake)
+    videos = video_level(frames, "p")
+    vm = binary_metrics(videos["label"].to_numpy(), videos["p"].to_numpy())
+    m.update({f"video_{k}": v for k, v in vm.items() if k in METRIC_NAMES or k == "n"})
+    return m
 
 
 def validate(model: Detector, val_feats: torch.Tensor | None, val_loader, device, cfg: TrainConfig) -> dict:
@@ -145,14 +168,14 @@ def validate(model: Detector, val_feats: torch.Tensor | None, val_loader, device
                     outs.append(model(pixels.to(device)).float().cpu())
                 ys.append(yy)
             logits, y = torch.cat(outs), torch.cat(ys)
-    m = binary_metrics(y.numpy(), F.softmax(logits, -1)[:, 1].numpy())
+    m = val_metrics(y.numpy(), F.softmax(logits, -1)[:, 1].numpy(), val_loader.dataset.df)
     m["loss"] = float(F.cross_entropy(logits, y))
     return m
 
 
 def _score(m: dict, metric: str) -> float:
     v = m.get(metric, float("nan"))
-    if metric in ("loss", "eer"):
+    if metric in ("loss", "eer", "video_eer"):
         v = -v
     return -math.inf if v is None or (isinstance(v, float) and math.isnan(v)) else v
 
@@ -169,6 +192,8 @@ def train(cfg: TrainConfig) -> Path:
     spec = get_method(cfg.method)
     if spec.family != "ln" or not spec.trainable:
         raise DataError(f"{spec.name} has nothing to train")
+    if cfg.select_metric not in select_metrics():
+        raise DataError(f"unknown select_metric {cfg.select_metric!r}; choose one of {', '.join(select_metrics())}")
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     train_df, val_df, root = load_splits(cfg)
@@ -267,6 +292,7 @@ def train(cfg: TrainConfig) -> Path:
             "backbone": {"model": cfg.backbone.model, "weights": weights_id(cfg.backbone)},
             "config": to_dict(cfg), "manifests": {str(cfg.manifest): file_sha256(cfg.manifest)},
             "recipe": {"augment": augment_mod.describe(cfg.augment),
+                       "selection": SELECTION_RULE.format(metric=cfg.select_metric, split=cfg.val_split),
                        "linear_probe_features": ("cached once (augment=none)" if cached else "fresh every epoch")
                        if spec.trains == "head" else None},
             "val_metrics": best_val, "best_epoch": best_epoch + 1, "steps": step,

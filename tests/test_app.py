@@ -216,7 +216,7 @@ def test_roc_view_legend_metrics_and_confusion(env):
     rec = [r for r in run.roc if r["method"] == "ln_norm" and r["dataset"] == "FF" and r["level"] == "frame"][0]
     assert f"LN + Norm · FF (AUROC {rec['auroc']:.3f})" in names
     m = table(metrics)
-    assert set(m.columns) >= {"auroc", "ap", "eer", "balanced_accuracy", "precision", "recall", "f1"}
+    assert set(m.columns) >= {"auroc", "ap_fake", "map_macro", "eer", "balanced_accuracy", "precision", "recall", "f1"}
     cf = table(conf)
     preds = run.predictions[run.predictions["dataset"] == "FF"]
     p = preds["p_fake__ln_norm"].to_numpy()

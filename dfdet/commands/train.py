@@ -16,6 +16,8 @@ def add_arguments(p) -> None:
     p.add_argument("--manifest", help="manifest CSV (path,label,dataset,source,video,identity,split)")
     p.add_argument("--data-root", help="folder the manifest paths are relative to (default: the manifest's folder)")
     p.add_argument("--datasets", nargs="*", help="train/validate only on these datasets of the manifest")
+    p.add_argument("--preset", help="named recipe preset applied before --config/--set "
+                                    "(gend: alignment 0.1 + uniformity 0.5, as in GenD)")
     p.add_argument("--config", help="YAML file with config overrides")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set lr=1e-4 --set backbone.model=ViT-B-16")
@@ -28,12 +30,16 @@ def add_arguments(p) -> None:
     add_backbone_args(p)
 
 
-def run(args) -> int:
+def build_config(args):
+    """(config, train function): defaults < method defaults < --preset < --config < flags < --set."""
     from ..train import trainer_for
     spec = get_method(args.method)
     config_cls, train_fn = trainer_for(spec.name)
     data = to_dict(config_cls())
     data.update(spec.defaults.get("train", {}))
+    if getattr(args, "preset", None):
+        from ..presets import preset_values
+        data.update(preset_values(args.preset))
     if args.config:
         data.update(load_yaml(args.config))
     flags = {"method": spec.name, "manifest": args.manifest, "data_root": args.data_root, "datasets": args.datasets,
@@ -46,6 +52,11 @@ def run(args) -> int:
     cfg = from_dict(config_cls, data)
     cfg.backbone = backbone_from_args(args, cfg.backbone)
     cfg.device = resolve_device(args.device if args.device != "auto" else cfg.device)
+    return cfg, train_fn
+
+
+def run(args) -> int:
+    cfg, train_fn = build_config(args)
     folder = train_fn(cfg)
     print(f"checkpoint written to {folder}")
     return 0

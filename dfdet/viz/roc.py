@@ -6,7 +6,7 @@ import pandas as pd
 from ..artifacts import PRED_PREFIX, Run
 from ..metrics import binary_metrics, video_level
 
-METRIC_COLUMNS = ["auroc", "ap", "eer", "balanced_accuracy", "precision", "recall", "f1"]
+METRIC_COLUMNS = ["auroc", "ap_fake", "map_macro", "eer", "balanced_accuracy", "precision", "recall", "f1"]
 LEVELS = ("frame", "video")
 
 

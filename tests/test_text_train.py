@@ -67,23 +67,40 @@ def test_paired_loss_averages_pairs_and_ignores_other_pairs():
     torch.testing.assert_close(paired_clip_loss(3 * r, f, tr, 0.5 * tf, 10.0), paired_clip_loss(r, f, tr, tf, 10.0))
 
 
-def test_lr_schedule_warmup_cosine_and_halving_peaks():
+def test_lr_schedule_rewarms_from_min_lr_every_cycle():
+    """The thesis's CosineAnnealingWarmupRestarts (src/utils/warmup_cosine_scheduler.py:55-64)."""
     peak, warm, cycle = 6e-7, 10, 100
-    assert lr_at(0, peak, warm, cycle) == pytest.approx(peak / 10)
-    assert lr_at(9, peak, warm, cycle) == pytest.approx(peak)
-    assert lr_at(10, peak, warm, cycle) == pytest.approx(peak)  # first cycle starts at the peak
-    assert lr_at(60, peak, warm, cycle) == pytest.approx(peak / 2)  # half-way down the cosine
-    assert lr_at(109, peak, warm, cycle) < peak * 0.01
-    assert lr_at(110, peak, warm, cycle) == pytest.approx(peak / 2)  # second cycle: halved peak
+    assert lr_at(0, peak, warm, cycle) == 0.0  # the first step runs at min_lr
+    assert lr_at(5, peak, warm, cycle) == pytest.approx(peak / 2)  # linear warm-up
+    assert lr_at(10, peak, warm, cycle) == pytest.approx(peak)  # cosine starts at the peak
+    assert lr_at(55, peak, warm, cycle) == pytest.approx(peak / 2)  # half-way down the cosine
+    assert lr_at(99, peak, warm, cycle) < peak * 0.001
+    assert lr_at(100, peak, warm, cycle, min_lr=1e-8) == pytest.approx(1e-8)  # second cycle: back to min_lr ...
+    assert lr_at(105, peak, warm, cycle) == pytest.approx(peak / 4)  # ... and warms up again, to the halved peak
+    assert lr_at(110, peak, warm, cycle) == pytest.approx(peak / 2)
     assert lr_at(210, peak, warm, cycle) == pytest.approx(peak / 4)
 
 
-def test_early_stopping_rule():
-    assert not should_stop([1.0, 0.9, 0.8])  # not enough epochs yet
-    assert not should_stop([1.0, 0.99, 0.98, 0.94])  # 6% better than before the window
-    assert should_stop([1.0, 0.99, 0.98, 0.96])  # only 4% better over 3 epochs
-    assert should_stop([1.0, 1.1, 1.2, 1.3])
+def test_early_stopping_is_patience_on_the_validation_loss():
+    """Lightning EarlyStopping(monitor val loss, mode min, min_delta 0) as in the thesis's main.py:109-115."""
+    assert not should_stop([1.0, 0.9, 0.8], patience=3)
+    assert not should_stop([1.0, 1.1, 1.2], patience=3)  # two epochs without a better loss
+    assert should_stop([1.0, 1.1, 1.2, 1.3], patience=3)  # three
+    assert not should_stop([1.0, 1.1, 1.2, 0.99], patience=3)  # a better loss resets the count
+    assert should_stop([1.0, 0.97, 0.96, 0.98], patience=3, min_delta=0.05)  # none beats 1.0 by more than 0.05
     assert not should_stop([1.0, 1.1, 1.2, 1.3], patience=0)  # 0 disables it
+    assert TextTrainConfig().early_stop_patience == 5  # the thesis's --early_stop default (src/utils/options.py:24)
+
+
+def test_top_k_is_taken_over_all_descriptions_then_split_by_class():
+    from dfdet.text.zeroshot import pool_class_logits
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    logits = torch.tensor([[9.0, 8.0, 1.0, 7.0, 2.0, 0.0]])
+    # top-3 over all = 9 (real), 8 (real), 7 (fake): real mean 8.5, fake mean 7 (thesis lightning_model.py:295-301)
+    assert pool_class_logits(logits, labels, 3).tolist() == [[8.5, 7.0]]
+    assert pool_class_logits(logits, labels, 3, scope="per_class").tolist() == [[6.0, 3.0]]
+    # a class absent from the top-k gets -inf (the thesis divides 0 by 0)
+    assert pool_class_logits(logits, labels, 2).tolist() == [[8.5, float("-inf")]]
 
 
 def test_pairing_covers_the_larger_class_and_is_seeded():
@@ -126,7 +143,8 @@ def tiny_train_cfg(dfdc_manifest, out, **kw) -> TextTrainConfig:
     path, root = dfdc_manifest
     base = dict(method="textguided_1desc", backbone=BackboneConfig(model="dfdet-tiny-vit", pretrained=None),
                 manifest=str(path), data_root=str(root), batch_size=4, epochs=8, lr=3e-4, warmup_steps=1,
-                cycle_epochs=8, early_stop_patience=0, device="cpu", out=str(out))  # lr far above the thesis's 6e-7
+                cycle_epochs=8, early_stop_patience=0, grad_accum=1, device="cpu",
+                out=str(out))  # lr far above the thesis's 6e-7
     base.update(kw)
     return TextTrainConfig(**base)
 
@@ -172,9 +190,10 @@ def test_checkpoint_holds_both_encoders_and_loads_by_name(trained):
     tensors = load_tensors(folder)
     model = build_text_model(load_clip(cfg.backbone), "textguided_1desc")
     params = dict(model.named_parameters())
-    expected = {n for n in params if n != "clip.logit_scale"}  # both towers; the temperature stays fixed
-    assert set(tensors) == expected
+    expected = set(params)  # both towers and, as in the thesis (lightning_model.py:113-117), the temperature
+    assert set(tensors) == expected and "clip.logit_scale" in tensors
     assert meta["trainable_params"] == sum(params[n].numel() for n in expected)
+    assert not torch.equal(tensors["clip.logit_scale"], params["clip.logit_scale"].detach())  # it was trained
     assert any(k.startswith("clip.visual.") for k in tensors) and "clip.token_embedding.weight" in tensors
 
 
@@ -204,7 +223,7 @@ def test_frozen_text_variant_with_own_descriptions(dfdc_manifest, tmp_path, capl
     (tmp_path / "desc").mkdir()
     (tmp_path / "desc" / "real.txt").write_text("A photo of a real face.\nAn unedited portrait.\n")
     (tmp_path / "desc" / "fake.txt").write_text("A face-swapped video frame.\n")
-    cfg = tiny_train_cfg(dfdc_manifest, tmp_path / "frozen", train_text=False, epochs=1, max_steps=1,
+    cfg = tiny_train_cfg(dfdc_manifest, tmp_path / "frozen", train_text=False, epochs=1, max_steps=2,  # step 1 runs at min_lr
                          descriptions=str(tmp_path / "desc"))
     folder = train_textguided(cfg)
     assert "trains with" in caplog.text  # not the registered set: said once, at the start
@@ -233,6 +252,29 @@ def test_cli_train_runs_the_text_trainer(dfdc_manifest, tmp_path):
     assert all(t.dtype == torch.bfloat16 for t in load_tensors(out).values())
 
 
+def test_one_description_pair_per_batch_and_four_micro_batches_per_step(dfdc_manifest, tmp_path, monkeypatch):
+    """Thesis: get_labels() once per training_step (lightning_model.py:163), accumulate_grad_batches 4."""
+    from dfdet.text import train as text_train
+    calls = []
+    real = text_train.sample_descriptions
+
+    def record(labels, n, gen, per_pair=True):
+        r, f = real(labels, n, gen, per_pair)
+        calls.append((r.tolist(), f.tolist()))
+        return r, f
+
+    monkeypatch.setattr(text_train, "sample_descriptions", record)
+    cfg = tiny_train_cfg(dfdc_manifest, tmp_path / "acc", method="textguided_10desc", descriptions="10desc",
+                         batch_size=1, epochs=1, grad_accum=TextTrainConfig().grad_accum,
+                         per_pair_descriptions=TextTrainConfig().per_pair_descriptions)
+    assert cfg.grad_accum == 4
+    folder = train_textguided(cfg)
+    train_calls = calls[1:]  # the first draw is the fixed validation set's
+    assert len(train_calls) == 8  # 8 pairs of batch 1
+    assert all(len(set(r)) == 1 and len(set(f)) == 1 for r, f in train_calls)  # one pair for the whole batch
+    assert read_meta(folder)["steps"] == 2  # 8 micro-batches / 4 per optimiser step
+
+
 def test_trainer_refuses_non_text_methods(dfdc_manifest, tmp_path):
     with pytest.raises(DataError, match="not a trainable text method"):
         train_textguided(tiny_train_cfg(dfdc_manifest, tmp_path / "x", method="zeroshot_1desc"))
@@ -256,6 +298,6 @@ def test_vitl_checkpoint_size_is_the_full_encoders(vitl_clip):
     finally:
         for p in vitl_clip.model.parameters():
             p.requires_grad_(flags[id(p)])
-    assert both == 427_616_512 and image_only == 303_966_208 and ln == 104_450
+    assert both == 427_616_512 + 1 and image_only == 303_966_208 and ln == 104_450  # +1: the trained logit_scale
     assert 1.70e9 < 4 * both < 1.72e9 and 0.85e9 < 2 * both < 0.86e9  # fp32 / bf16 bytes
     assert 4 * ln < 0.42e6

@@ -33,12 +33,14 @@ class TextDetector(nn.Module):
     """forward(pixels) -> [B, 2] (real, fake) logits; embed() -> unit image embeddings in CLIP's joint space."""
 
     def __init__(self, clip_model: nn.Module, tokenizer, descriptions: Descriptions, *, model_name: str,
-                 weights_id: str, top_k: int | None = None, spec: MethodSpec | None = None):
+                 weights_id: str, top_k: int | None = None, spec: MethodSpec | None = None,
+                 top_k_scope: str = "all"):
         super().__init__()
         self.spec = spec
         self.clip = clip_model
         self.descriptions = descriptions
         self.top_k = top_k or None  # None/0 = mean over all descriptions of a class
+        self.top_k_scope = top_k_scope  # "all" (thesis: top-k over every description, then by class) | "per_class"
         self.train_text = False  # True while the trainer fine-tunes the text tower: then no caching
         sentences, index = unique_sentences(descriptions)
         self.register_buffer("tokens", tokenizer(sentences), persistent=False)  # [U, 77] unique sentences
@@ -99,7 +101,7 @@ class TextDetector(nn.Module):
         return description_logits(features, text, self.logit_scale().to(features.dtype))
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
-        return pool_class_logits(self.description_logits(features), self.desc_labels, self.top_k)
+        return pool_class_logits(self.description_logits(features), self.desc_labels, self.top_k, self.top_k_scope)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.classify(self.embed(pixels))
@@ -120,7 +122,8 @@ def _share_except_layernorms(model: nn.Module) -> nn.Module:
 
 
 def build_text_model(clip: LoadedClip, spec: MethodSpec | str, share: bool | None = None,
-                     descriptions: Descriptions | str | None = None, top_k: int | None = None) -> TextDetector:
+                     descriptions: Descriptions | str | None = None, top_k: int | None = None,
+                     top_k_scope: str = "all") -> TextDetector:
     """The registry's builder for family "text" (see dfdet.model.MODEL_BUILDERS).
 
     Zero-shot methods share `clip.model`'s weights (all but the LayerNorms, see below); text-guided
@@ -141,7 +144,8 @@ def build_text_model(clip: LoadedClip, spec: MethodSpec | str, share: bool | Non
     share = (not spec.trainable) if share is None else share
     model = _share_except_layernorms(clip.model) if share else copy.deepcopy(clip.model)
     det = TextDetector(model, tokenizer, descriptions, model_name=clip.config.model, weights_id=clip.weights_id,
-                       top_k=spec.defaults.get("top_k") if top_k is None else top_k, spec=spec)
+                       top_k=spec.defaults.get("top_k") if top_k is None else top_k, spec=spec,
+                       top_k_scope=top_k_scope)
     return det.eval()
 
 
@@ -159,6 +163,8 @@ def load_text_checkpoint(folder: str | Path, clip: LoadedClip, device: str | tor
         raise CheckpointError(f"{folder} holds {spec.name}, not a text method; load it with dfdet.model.build_model")
     saved = meta.get("descriptions")
     desc = Descriptions(name=saved["name"], real=tuple(saved["real"]), fake=tuple(saved["fake"])) if saved else None
-    model = build_text_model(clip, spec, descriptions=desc, top_k=(meta.get("config") or {}).get("top_k"))
+    config = meta.get("config") or {}
+    model = build_text_model(clip, spec, descriptions=desc, top_k=config.get("top_k"),
+                             top_k_scope=config.get("top_k_scope", "all"))
     apply_overlay(model, load_tensors(folder), folder)
     return model.to(device).eval()

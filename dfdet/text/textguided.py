@@ -60,20 +60,28 @@ def sample_descriptions(labels: list[int], n: int, generator: torch.Generator,
 
 def lr_at(step: int, peak: float, warmup_steps: int, cycle_steps: int, peak_decay: float = 0.5,
           min_lr: float = 0.0) -> float:
-    """Linear warm-up to `peak`, then cosine cycles of `cycle_steps`; each cycle starts at
-    `peak_decay` times the previous cycle's peak (the thesis halves it)."""
-    if step < warmup_steps:
-        return peak * (step + 1) / warmup_steps
-    t = step - warmup_steps
-    cycle, pos = divmod(t, max(1, cycle_steps))
+    """The thesis's CosineAnnealingWarmupRestarts (src/utils/warmup_cosine_scheduler.py:55-64, 66-88),
+    per optimiser step: every cycle of `cycle_steps` (warm-up included) warms up linearly from min_lr to
+    its peak, then follows a cosine back to min_lr; each cycle's peak is `peak_decay` times the last."""
+    cycle_steps = max(1, cycle_steps)
+    warmup_steps = min(max(0, warmup_steps), cycle_steps - 1)
+    cycle, pos = divmod(step, cycle_steps)
     top = peak * peak_decay ** cycle
-    return min_lr + (top - min_lr) * 0.5 * (1 + math.cos(math.pi * pos / max(1, cycle_steps)))
+    if pos < warmup_steps:
+        return min_lr + (top - min_lr) * pos / warmup_steps
+    return min_lr + (top - min_lr) * 0.5 * (1 + math.cos(math.pi * (pos - warmup_steps) / (cycle_steps - warmup_steps)))
 
 
-def should_stop(val_losses: list[float], patience: int = 3, min_improvement: float = 0.05) -> bool:
-    """Stop when the best validation loss of the last `patience` epochs is less than `min_improvement`
-    (relative) below the best one before them."""
-    if patience <= 0 or len(val_losses) <= patience:
+def should_stop(val_losses: list[float], patience: int = 5, min_delta: float = 0.0) -> bool:
+    """Lightning's EarlyStopping as the thesis configures it (main.py:109-115: monitor the validation
+    loss, mode min, min_delta 0): stop once `patience` epochs in a row failed to beat the best loss by
+    more than min_delta. patience 0 disables it."""
+    if patience <= 0:
         return False
-    before, recent = min(val_losses[:-patience]), min(val_losses[-patience:])
-    return recent > before * (1 - min_improvement)
+    best, wait = math.inf, 0
+    for loss in val_losses:
+        if loss < best - min_delta:
+            best, wait = loss, 0
+        else:
+            wait += 1
+    return wait >= patience

@@ -41,21 +41,24 @@ class TextTrainConfig:
     val_split: str = "val"  # split for the early-stopping loss and the kept epoch; never the test split
     datasets: list[str] = field(default_factory=list)  # restrict to these datasets (empty = all)
     descriptions: str = "1desc"  # thesis set (1desc, 10desc, 550desc), a folder with *real*/*fake*.txt, or R.txt,F.txt
-    per_pair_descriptions: bool = True  # multi-description sets: each pair draws its own (False: one draw per step)
-    top_k: int = 0  # at inference average only the k highest description logits per class (0 = all, thesis default)
+    per_pair_descriptions: bool = False  # thesis: one (real, fake) description pair per batch; True: one per pair
+    top_k: int = 0  # at inference average only the k highest description logits (0 = all, thesis default)
+    top_k_scope: str = "all"  # thesis: top-k over all descriptions, then split by class; or "per_class"
     train_text: bool = True  # thesis default: both encoders; False = its "frozen text" variant (image encoder only)
-    batch_size: int = 32  # (real, fake) image pairs per step, i.e. 2x this many images
+    train_logit_scale: bool = True  # thesis: CLIP's logit_scale is trained with the encoders (not when text is frozen)
+    batch_size: int = 16  # (real, fake) image pairs per micro-batch (thesis --train_batch_size 16)
+    grad_accum: int = 4  # micro-batches per optimiser step (thesis --accumulate_grad_batches 4)
     epochs: int = 20  # upper bound; early stopping usually ends sooner
     lr: float = 6e-7  # peak learning rate (thesis: 6e-7 for 1desc, 8e-7 for multi-description sets)
-    warmup_steps: int = 100  # linear warm-up from 0 to the peak before the first cosine cycle
-    cycle_epochs: int = 5  # length of one cosine cycle; each new cycle restarts at peak_decay x the last peak
-    peak_decay: float = 0.5  # thesis: the peak halves every cycle
-    min_lr: float = 0.0  # floor of each cosine cycle
+    warmup_steps: int = 100  # optimiser steps of linear warm-up from min_lr at the start of every cycle
+    cycle_epochs: int = 5  # length of one cycle (warm-up + cosine); each cycle's peak is peak_decay x the last
+    peak_decay: float = 0.5  # thesis: the peak halves every cycle (--gamma 0.5)
+    min_lr: float = 0.0  # where each cycle starts and ends (thesis example: --min_lr 0)
     weight_decay: float = 0.2  # decoupled (AdamW) weight decay, thesis: 0.2
     betas: tuple[float, float] = (0.9, 0.98)  # Adam betas, thesis: (0.9, 0.98) as in CLIP
     eps: float = 1e-6  # Adam epsilon, thesis: 1e-6 as in CLIP
-    early_stop_patience: int = 3  # epochs over which the validation loss must improve ...
-    early_stop_min_improvement: float = 0.05  # ... by at least this fraction, else training stops (thesis: 5%)
+    early_stop_patience: int = 5  # stop after this many epochs without a lower validation loss (thesis: 5; 0 = off)
+    early_stop_min_delta: float = 0.0  # an epoch counts as better only if its loss drops by more than this
     seed: int = 42  # controls pairing, description sampling and shuffling
     precision: str = "auto"  # "auto" = bf16 autocast on CUDA, fp32 on CPU; or "fp32" / "bf16"
     max_steps: int = 0  # stop after this many optimiser steps (0 = no limit); for smoke runs
@@ -79,13 +82,18 @@ class PairDataset(torch.utils.data.Dataset):
         return self.faces[r][0], self.faces[f][0]
 
 
-def set_trainable(model: TextDetector, train_text: bool) -> int:
-    """Freeze all, then unfreeze the image encoder (and the text encoder); logit_scale stays fixed."""
+def set_trainable(model: TextDetector, train_text: bool, train_logit_scale: bool = True) -> int:
+    """Freeze all, then unfreeze the image encoder, and with train_text the text encoder and logit_scale.
+
+    The thesis optimises model.parameters() (logit_scale included) or, with --only_vision, only
+    model.visual.parameters() (src/clip/lightning_model.py:113-117)."""
     model.requires_grad_(False)
     model.clip.visual.requires_grad_(True)
     if train_text:
         for p in model.text_parameters():
             p.requires_grad_(True)
+        if train_logit_scale:
+            model.clip.logit_scale.requires_grad_(True)
     model.train_text = train_text
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -146,8 +154,9 @@ def train_textguided(cfg: TextTrainConfig) -> Path:
         raise DataError(f"{cfg.manifest}: the {cfg.val_split!r} split needs real and fake images for the paired "
                         "validation loss")
     clip = load_clip(cfg.backbone, device)
-    model = build_text_model(clip, spec, share=True, descriptions=descriptions, top_k=cfg.top_k).to(device)
-    n_trainable = set_trainable(model, cfg.train_text)
+    model = build_text_model(clip, spec, share=True, descriptions=descriptions, top_k=cfg.top_k,
+                             top_k_scope=cfg.top_k_scope).to(device)
+    n_trainable = set_trainable(model, cfg.train_text, cfg.train_logit_scale)
     train_faces = FaceDataset(train_df, root, clip.preprocess)
     val_faces = FaceDataset(val_df, root, clip.preprocess)
     real_rows, fake_rows = _class_rows(train_faces)
@@ -156,8 +165,12 @@ def train_textguided(cfg: TextTrainConfig) -> Path:
     gen = torch.Generator().manual_seed(cfg.seed)
     val_gen = torch.Generator().manual_seed(cfg.seed + 1)
     val_pairs = make_pairs(*_class_rows(val_faces), val_gen)  # fixed: the loss is comparable across epochs
-    val_desc = sample_descriptions(labels, len(val_pairs), val_gen, cfg.per_pair_descriptions)
-    steps_per_epoch = math.ceil(max(len(real_rows), len(fake_rows)) / cfg.batch_size)
+    # fixed, one per pair: the early-stopping loss compares like with like (the thesis redraws per val batch)
+    val_desc = sample_descriptions(labels, len(val_pairs), val_gen, per_pair=True)
+    if cfg.grad_accum < 1:
+        raise DataError(f"grad_accum must be at least 1 (got {cfg.grad_accum})")
+    batches_per_epoch = math.ceil(max(len(real_rows), len(fake_rows)) / cfg.batch_size)
+    steps_per_epoch = math.ceil(batches_per_epoch / cfg.grad_accum)  # Lightning steps on a partial group at the end
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
 
@@ -175,8 +188,9 @@ def train_textguided(cfg: TextTrainConfig) -> Path:
                                              batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers,
                                              pin_memory=device.type == "cuda")
         losses = []
-        for real_px, fake_px in tqdm(loader, desc=f"{spec.name} epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                                     disable=None):
+        opt.zero_grad(set_to_none=True)
+        for i, (real_px, fake_px) in enumerate(tqdm(loader, desc=f"{spec.name} epoch {epoch + 1}/{cfg.epochs}",
+                                                    leave=False, disable=None)):
             lr = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.cycle_epochs * steps_per_epoch, cfg.peak_decay, cfg.min_lr)
             for g in opt.param_groups:
                 g["lr"] = lr
@@ -187,13 +201,14 @@ def train_textguided(cfg: TextTrainConfig) -> Path:
                 t = model.encode_descriptions(torch.cat([r_idx, f_idx]))
                 loss = paired_clip_loss(z[:n].float(), z[n:].float(), t[:n].float(), t[n:].float(),
                                         model.logit_scale().float())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            (loss / cfg.grad_accum).backward()  # Lightning scales each micro-batch loss by 1/accumulate
             losses.append(loss.item())
-            step += 1
-            if cfg.max_steps and step >= cfg.max_steps:
-                break
+            if (i + 1) % cfg.grad_accum == 0 or i + 1 == len(loader):
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                step += 1
+                if cfg.max_steps and step >= cfg.max_steps:
+                    break
         val = validate(model, val_faces, val_pairs, val_desc, device, cfg)
         val_losses.append(val["loss"])
         improved = val["loss"] < best_loss
@@ -208,9 +223,8 @@ def train_textguided(cfg: TextTrainConfig) -> Path:
                    f"val auroc {val.get('auroc')}")
         if cfg.max_steps and step >= cfg.max_steps:
             break
-        if should_stop(val_losses, cfg.early_stop_patience, cfg.early_stop_min_improvement):
-            tqdm.write(f"[{spec.name}] early stop: validation loss improved by less than "
-                       f"{cfg.early_stop_min_improvement:.0%} over {cfg.early_stop_patience} epochs")
+        if should_stop(val_losses, cfg.early_stop_patience, cfg.early_stop_min_delta):
+            tqdm.write(f"[{spec.name}] early stop: no lower validation loss for {cfg.early_stop_patience} epochs")
             break
 
     dtype = torch.bfloat16 if cfg.checkpoint_dtype == "bf16" else torch.float32

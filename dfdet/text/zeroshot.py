@@ -1,8 +1,8 @@
 """Zero-shot scoring against class descriptions, and the text-embedding cache.
 
 An image's logit for a description is CLIP's scaled cosine similarity. A class's logit is the
-mean over its descriptions (optionally over only the k highest, as in the thesis); softmax over
-the two class logits gives (p_real, p_fake).
+mean over its descriptions (optionally over only the k highest over all descriptions, as in the
+thesis); softmax over the two class logits gives (p_real, p_fake).
 """
 from __future__ import annotations
 
@@ -28,13 +28,34 @@ def description_logits(image_features: torch.Tensor, text_features: torch.Tensor
     return img @ txt.t() * logit_scale
 
 
-def pool_class_logits(logits: torch.Tensor, labels: torch.Tensor, top_k: int | None = None) -> torch.Tensor:
-    """[B, N] description logits -> [B, 2] (real, fake): mean per class, over its top-k if k is set."""
+TOP_K_SCOPES = ("all", "per_class")
+
+
+def pool_class_logits(logits: torch.Tensor, labels: torch.Tensor, top_k: int | None = None,
+                      scope: str = "all") -> torch.Tensor:
+    """[B, N] description logits -> [B, 2] (real, fake): mean per class, over the top-k if k is set.
+
+    scope "all" is the thesis's rule (src/clip/lightning_model.py:295-301): the k highest logits over
+    every description, then the mean of those that belong to each class. A class with none among the
+    k gets -inf (the thesis divides 0 by 0, NaN). "per_class" takes the k highest of each class."""
+    if scope not in TOP_K_SCOPES:
+        raise ValueError(f"unknown top_k scope {scope!r}; choose one of {TOP_K_SCOPES}")
+    for c in (0, 1):
+        if not bool((labels == c).any()):
+            raise ValueError(f"no descriptions for class {c}")
+    if top_k and scope == "all" and top_k < logits.shape[1]:
+        vals, idx = logits.topk(top_k, dim=1)
+        cls = labels.to(idx.device)[idx]
+        out = []
+        for c in (0, 1):
+            mask = (cls == c).to(vals.dtype)
+            n = mask.sum(dim=1)
+            mean = (vals * mask).sum(dim=1) / n.clamp_min(1)
+            out.append(torch.where(n > 0, mean, torch.full_like(mean, float("-inf"))))
+        return torch.stack(out, dim=1)
     out = []
     for c in (0, 1):
         cls = logits[:, labels == c]
-        if cls.shape[1] == 0:
-            raise ValueError(f"no descriptions for class {c}")
         if top_k and top_k < cls.shape[1]:
             cls = cls.topk(top_k, dim=1).values
         out.append(cls.mean(dim=1))

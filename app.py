@@ -16,7 +16,6 @@ import os
 import re
 import signal
 import sys
-import tempfile
 import time
 
 import gradio as gr
@@ -26,6 +25,7 @@ from gradio.utils import get_upload_folder
 from dfdet.config import BackboneConfig
 from dfdet.errors import DfdetError
 from dfdet.images import check_image_file
+from dfdet.uploads import check_payload
 from dfdet.methods import PAPER_METHODS
 from dfdet.viz import about, plots, roc
 from dfdet.viz.compare import TABLE_COLUMNS, Prediction, table_csv
@@ -94,11 +94,12 @@ CSS = """
 """
 
 
+SERVER_PATH = re.compile(r"(?<![\w.~:/])/(?:[^/\s'\"]+/)+")  # the folders of an absolute path
+
+
 def scrub(message: str) -> str:
-    """Uploads are named by file name only: the server's temp folders are no visitor's business."""
-    for folder in {get_upload_folder(), tempfile.gettempdir()}:
-        message = re.sub(re.escape(folder.rstrip("/")) + r"/(?:[^/\s'\"]+/)*", "", message)
-    return message
+    """Files are named by file name only: the server's folders (temp, working, data) are no visitor's business."""
+    return SERVER_PATH.sub("", message)
 
 
 def friendly(fn):
@@ -128,10 +129,43 @@ def guard_image_upload(component: gr.Image) -> gr.Image:
             try:
                 check_image_file(check_upload(payload.path, "image"))
             except DfdetError as err:
-                raise gr.Error(str(err), print_exception=False) from None
+                raise gr.Error(scrub(str(err)), print_exception=False) from None
         return preprocess(payload)
     component.preprocess = checked
     return component
+
+
+def guard_file_inputs(app: gr.Blocks) -> gr.Blocks:
+    """Every file a request names, in any input of any event, must be an upload to this server
+    (dfdet.uploads), checked on the raw payload before gradio touches it: a payload without gradio's
+    `meta` skips gradio's own check, and one with a URL for a path makes gradio fetch it."""
+    preprocess_data = app.preprocess_data
+
+    async def checked(block_fn, inputs, *args, **kwargs):
+        server = getattr(app, "server_app", None)
+        folder = getattr(server, "uploaded_file_dir", None) or get_upload_folder()
+        try:
+            for i, value in enumerate(inputs or []):
+                block = block_fn.inputs[i] if i < len(block_fn.inputs) else None
+                check_payload(value, folder, file_input=is_file_input(block))
+        except DfdetError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        return await preprocess_data(block_fn, inputs, *args, **kwargs)
+    app.preprocess_data = checked
+    return app
+
+
+def is_file_input(block) -> bool:
+    """A component whose value names server files: its data model has a `path` (image, video, file, gallery...)."""
+    return _names_files(getattr(block, "data_model", None))
+
+
+@functools.lru_cache(maxsize=None)
+def _names_files(model) -> bool:
+    try:
+        return '"path"' in str(model.model_json_schema()).replace("'", '"')
+    except Exception:  # noqa: BLE001 - no model, or not a pydantic one: not a file input
+        return False
 
 
 def display_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -546,6 +580,7 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
 def launch(app: gr.Blocks, **kw):
     """Launch with the safety limits of a public app: upload size, queue size, model concurrency, and the
     number of visitors' sessions held in memory."""
+    guard_file_inputs(app)
     app.queue(default_concurrency_limit=VIEW_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
     return app.launch(max_file_size=f"{MAX_UPLOAD_MB}mb", state_session_capacity=STATE_SESSIONS, head=HEAD, css=CSS,
                       show_error=True, footer_links=["api"], **kw)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import pickle
 import time
 from pathlib import Path
@@ -115,8 +116,8 @@ def world(tmp_path_factory, tiny_cfg, shared):
     (tmp / "evil.ckpt").write_bytes(torch_pickle(marker))
     (tmp / "evil.bin").write_bytes(torch_pickle(marker))
 
-    served = serve(tmp, tiny_cfg, runs=tmp / "runs", checkpoints=ck, data_root=str(data),
-                   app_attrs={"DELETE_CACHE": (1, 1)})
+    # The app's own DELETE_CACHE: a 1 s cache age here made every test that downloads an output race the cleaner.
+    served = serve(tmp, tiny_cfg, runs=tmp / "runs", checkpoints=ck, data_root=str(data))
     yield {"tmp": tmp, "marker": marker, "secret": secret, "data": data, "ck": ck, "served": served,
            "face": face, "rows": rows}
     served.close()
@@ -202,14 +203,130 @@ def test_no_file_outside_the_allowed_folders_is_served_over_http(world):
             assert "TOP-SECRET" not in r.text and "root:" not in r.text
 
 
-def test_the_api_never_opens_a_server_path_a_client_sends(world):
-    url = world["served"].app.local_url
-    for api in ("predict_image", "predict_video"):
-        r = httpx.post(f"{url}gradio_api/call/{api}",
-                       json={"data": [{"path": str(world["secret"] / "secret.png"), "meta": {"_type": "gradio.FileData"}}]})
-        assert r.status_code == 200
-        events = httpx.get(f"{url}gradio_api/call/{api}/{r.json()['event_id']}").text
-        assert "event: error" in events and "not uploaded by a user" in events
+def call_api(url: str, api: str, data: list) -> str:
+    """One raw POST to /gradio_api/call/<api> and its whole event stream, as an attacker's script sees it."""
+    r = httpx.post(f"{url}gradio_api/call/{api}", json={"data": data}, timeout=30)
+    if r.status_code != 200:
+        return f"HTTP {r.status_code}: {r.text}"
+    return httpx.get(f"{url}gradio_api/call/{api}/{r.json()['event_id']}", timeout=60).text
+
+
+def stream_error(events: str) -> str:
+    """The error message of an event stream ('' if it did not end in an error)."""
+    if "event: error" not in events:
+        return ""
+    data = json.loads(events.split("event: error", 1)[1].split("data:", 1)[1].strip().splitlines()[0])
+    return (data.get("error") if isinstance(data, dict) else data) or "?"
+
+
+FILE_META = {"_type": "gradio.FileData"}
+
+
+@pytest.fixture(scope="module")
+def url_server():
+    """A local web server that counts the requests it gets: a file payload that is a URL must never be fetched."""
+    import http.server
+    import threading
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}", hits
+    srv.shutdown()
+
+
+def server_file_payloads(world, url_server) -> dict[str, tuple[str, dict]]:
+    """(api, file payload) naming a file that was not uploaded: the red-team variants of issue #11 §1."""
+    secret = world["secret"] / "secret.png"
+    upload = world["served"].upload_dir
+    planted = upload / "planted_png" / "link.png"  # a symlink inside the upload folder pointing out
+    if not planted.exists():
+        planted.parent.mkdir(parents=True, exist_ok=True)
+        planted.symlink_to(secret)
+    video = sorted((Path(world["face"]).parents[4] / "videos" / "FF" / "real").glob("*.mp4"))[0]
+    base, _ = url_server
+    return {
+        "no-meta": ("predict_image", {"path": str(secret)}),  # the exact request of the report
+        "meta-string": ("predict_image", {"path": str(secret), "meta": "gradio.FileData"}),
+        "meta-other-type": ("predict_image", {"path": str(secret), "meta": {"_type": "gradio.Other"}}),
+        "meta-list": ("predict_image", {"path": str(secret), "meta": [FILE_META]}),
+        "with-meta": ("predict_image", {"path": str(secret), "meta": FILE_META}),
+        "relative": ("predict_image", {"path": os.path.relpath(secret)}),
+        "dotdot-from-upload-folder": ("predict_image", {"path": f"{upload}/../secret/secret.png"}),
+        "symlink-in-upload-folder": ("predict_image", {"path": str(planted), "meta": FILE_META}),
+        "symlink-no-meta": ("predict_image", {"path": str(planted)}),
+        "missing-file": ("predict_image", {"path": str(world["secret"] / "no_such_file.png")}),
+        "path-not-a-string": ("predict_image", {"path": ["/etc/passwd"]}),
+        "bare-string": ("predict_image", str(secret)),
+        "bare-string-video": ("predict_video", str(video)),
+        "nul-byte": ("predict_image", {"path": str(secret) + "\x00.png"}),
+        "url-as-path": ("predict_image", {"path": f"{base}/secret.png", "meta": FILE_META}),
+        "data-url": ("predict_image", {"path": None, "url": "data:image/png;base64," +
+                                       base64.b64encode(secret.read_bytes()).decode()}),
+        "video-no-meta": ("predict_video", {"path": str(video)}),
+        "video-with-meta": ("predict_video", {"path": str(video), "meta": FILE_META}),
+        "video-as-image": ("predict_image", {"path": str(video)}),
+        "video-url": ("predict_video", {"path": f"{base}/v.mp4", "meta": FILE_META}),
+    }
+
+
+VARIANTS = ["no-meta", "meta-string", "meta-other-type", "meta-list", "with-meta", "relative",
+            "dotdot-from-upload-folder", "symlink-in-upload-folder", "symlink-no-meta", "missing-file",
+            "path-not-a-string", "bare-string", "bare-string-video", "nul-byte", "url-as-path", "data-url", "video-no-meta", "video-with-meta",
+            "video-as-image", "video-url"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_api_never_opens_a_server_path_a_client_sends(world, url_server, variant):
+    """Issue #11 §1: any server file named in a payload is refused with one message, whatever the variant."""
+    from dfdet.uploads import REFUSED
+    api, payload = server_file_payloads(world, url_server)[variant]
+    events = call_api(world["served"].app.local_url, api, [payload])
+    assert stream_error(events) == REFUSED, events[:500]
+    assert "event: complete" not in events and "gradio_api/file=" not in events
+    assert str(world["tmp"]) not in events and os.getcwd() not in events  # no server path in the answer
+    assert url_server[1] == []  # a URL in a payload is never fetched
+    assert no_copy_of_the_secret(world)
+
+
+def test_gradio_client_naming_a_server_file_gets_the_same_refusal(world):
+    from dfdet.uploads import REFUSED
+    c = world["served"].client
+    for payload in ({"path": str(world["secret"] / "secret.png")}, str(world["secret"] / "secret.png")):
+        with pytest.raises(Exception) as err:
+            c.predict(payload, api_name="/predict_image")
+        assert str(err.value) == REFUSED, str(err.value)
+    assert no_copy_of_the_secret(world)
+
+
+def test_error_messages_name_no_server_folder(world):
+    """Working directory, temp and data folders are scrubbed from messages; the file name stays."""
+    scrub = world["served"].module.scrub
+    for folder in (os.getcwd(), str(world["served"].upload_dir), str(world["data"])):
+        assert scrub(f"image not found: {folder}/sub/face.png (check it)") == "image not found: face.png (check it)"
+    assert scrub("50 MB/s, a/b/c.png") == "50 MB/s, a/b/c.png"  # no path: unchanged
+
+
+def no_copy_of_the_secret(world) -> bool:
+    """No copy of the secret in gradio's cache or the app's image outputs: nothing of it can be served."""
+    from dfdet.viz.media import image_dir
+    secret = (world["secret"] / "secret.png").read_bytes()
+    for folder in (world["served"].upload_dir, image_dir()):
+        for p in folder.rglob("*"):
+            if p.is_file() and not p.is_symlink():
+                if p.read_bytes() == secret:
+                    return False
+                if p.suffix.lower() in (".png", ".webp", ".jpg", ".jpeg") and is_secret(Image.open(p)):
+                    return False
+    return True
 
 
 @pytest.mark.parametrize("row", [1, 2, 3, 4], ids=["dotdot", "absolute", "symlink-out", "dotdot-inside"])
@@ -270,30 +387,44 @@ def test_max_file_size_is_set_and_an_oversize_upload_is_rejected(world):
     assert not any(p.name == "big.png" for p in served.upload_dir.rglob("*"))
 
 
+def upload(url: str, path: Path, name: str) -> str:
+    """Upload a file over raw HTTP, as the browser does: the server path it got."""
+    with open(path, "rb") as f:
+        r = httpx.post(url + "gradio_api/upload", files={"files": (name, f, "image/png")}, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()[0]
+
+
 def test_uploads_live_in_the_temp_folder_and_are_cleaned_up(world):
-    from gradio_client import handle_file
+    """Uploads land in this server's upload folder and the cleaner gradio runs every DELETE_CACHE[0] s deletes
+    them once older than DELETE_CACHE[1] s. The cleaner is called here as the schedule calls it (age 0), not
+    waited for: waiting on a timer while other tests download outputs made them race it."""
+    from gradio.route_utils import delete_files_created_by_app
     served = world["served"]
-    up = served.upload_dir
-    img = world["tmp"] / "upload_me.png"
-    Image.open(world["face"]).save(img)
-    served.client.predict(handle_file(str(img)), api_name="/predict_image")
-    t0 = time.monotonic()
-    # uploads and outputs live under GRADIO_TEMP_DIR; with delete_cache=(1 s, 1 s) they go within seconds
-    while any(p.name == "upload_me.png" for p in up.rglob("*")) and time.monotonic() - t0 < 20:
-        time.sleep(0.2)
-    assert not any(p.name == "upload_me.png" for p in up.rglob("*"))
+    assert served.app.delete_cache == served.module.DELETE_CACHE and served.module.DELETE_CACHE[1] <= 3600
+    path = Path(upload(served.app.local_url, world["face"], "upload_me.png"))
+    assert path.is_file() and path.is_relative_to(served.upload_dir)
+    delete_files_created_by_app(served.app, 0)
+    assert not path.exists()
     served.client.predict("samples", 0, api_name="/predict_sample")  # still serving
 
 
-def test_the_app_deletes_every_upload_at_shutdown(tmp_path, monkeypatch, tiny_cfg, shared):
+def test_real_uploads_are_scored_and_deleted_at_shutdown(tmp_path, monkeypatch, tiny_cfg, shared):
+    """The file guard lets an upload through (gradio_client, or by hand: upload, then name it with or without
+    meta), and the app deletes every upload when it stops."""
     from gradio_client import handle_file
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
-    served = serve(tmp_path, tiny_cfg)  # the app's own DELETE_CACHE (10 min / 1 h)
+    served = serve(tmp_path, tiny_cfg)  # the app's own DELETE_CACHE (10 min / 1 h): nothing ages out meanwhile
     img = tmp_path / "at_shutdown.png"
     Image.open(sorted((shared / "datasets" / "FF" / "real").glob("*/*.png"))[0]).save(img)
-    served.client.predict(handle_file(str(img)), api_name="/predict_image")
+    _, note, table, *_ = served.client.predict(handle_file(str(img)), api_name="/predict_image")
+    assert sum(row[2] is not None for row in table["data"]) == len(PAPER_METHODS)  # a p_fake per method
+    path = upload(served.app.local_url, img, "by_hand.png")
+    for payload in ({"path": path, "meta": FILE_META}, {"path": path}):
+        events = call_api(served.app.local_url, "predict_image", [payload])
+        assert "event: complete" in events, events[:500]
     files = lambda: [p for p in served.upload_dir.rglob("*") if p.is_file()]  # noqa: E731
-    assert any(p.name == "at_shutdown.png" for p in files())
+    assert {"at_shutdown.png", "by_hand.png"} <= {p.name for p in files()}
     served.close()
     assert files() == []
 

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import-checkpoint": ("dfdet.hub.cli_import", "convert the paper's (or GenD's) released checkpoint to dfdet"),
     "push": ("dfdet.hub.cli_push", "publish a dfdet checkpoint to the Hugging Face Hub"),
     "pull": ("dfdet.hub.cli_pull", "download a dfdet checkpoint from the Hugging Face Hub"),
+    "explain": ("dfdet.commands.explain", "saliency maps of each method for one face, with deletion/insertion curves"),
 }
 
 

@@ -150,6 +150,10 @@ class DetectorBank:
                 params[k].copy_(v)
         return self._det
 
+    def method_model(self, name: str) -> torch.nn.Module:
+        """A method's own model (its overlay and head loaded into the shared Detector), e.g. for gradients."""
+        return self._select(name)
+
     def preprocess(self, images: list[Image.Image]) -> torch.Tensor:
         return torch.stack([self.clip.preprocess(im) for im in images]).to(self.device)
 

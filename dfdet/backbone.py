@@ -155,11 +155,32 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+class CenterCropFloor:
+    """Centre crop with offsets (size - crop) // 2, as HF's CLIPImageProcessor (transformers
+    image_transforms.center_crop) crops for the paper's reference code; torchvision's CenterCrop rounds
+    the half pixel instead, which moves odd-remainder crops by one pixel."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, img):
+        w, h = img.size
+        if w < self.size or h < self.size:  # not reached after the shortest-side resize; keep torchvision's padding
+            from torchvision.transforms import functional as TF
+            return TF.center_crop(img, self.size)
+        top, left = (h - self.size) // 2, (w - self.size) // 2
+        return img.crop((left, top, left + self.size, top + self.size))
+
+
 def clip_transform(image_size: int = 224):
-    """CLIP's eval preprocessing: RGB, bicubic resize of the short side, centre crop, CLIP mean/std."""
+    """CLIP's eval preprocessing as the reference's HF CLIPImageProcessor does it: RGB, bicubic resize of the
+    short side (PIL), centre crop (floored offsets), CLIP mean/std."""
     from open_clip.transform import image_transform
-    return image_transform(image_size, is_train=False, mean=CLIP_MEAN, std=CLIP_STD,
-                           interpolation="bicubic", resize_mode="shortest")
+    from torchvision.transforms import CenterCrop
+    t = image_transform(image_size, is_train=False, mean=CLIP_MEAN, std=CLIP_STD,
+                        interpolation="bicubic", resize_mode="shortest")
+    t.transforms = [CenterCropFloor(image_size) if isinstance(x, CenterCrop) else x for x in t.transforms]
+    return t
 
 
 class VisionBackbone(nn.Module):

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "split": ("dfdet.data.cli_split", "assign leak-free FF25/50/75/100 train/val/test splits to a manifest"),
     "preprocess": ("dfdet.data.cli_preprocess", "videos or images -> aligned face crops (dlib), with a report"),
     "import-checkpoint": ("dfdet.hub.cli_import", "convert the paper's (or GenD's) released checkpoint to dfdet"),
+    "selfcheck": ("dfdet.commands.selfcheck", "score the paper's sample crops with its released checkpoint vs published"),
     "push": ("dfdet.hub.cli_push", "publish a dfdet checkpoint to the Hugging Face Hub"),
     "pull": ("dfdet.hub.cli_pull", "download a dfdet checkpoint from the Hugging Face Hub"),
     "explain": ("dfdet.commands.explain", "saliency maps of each method for one face, with deletion/insertion curves"),

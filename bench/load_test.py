@@ -268,9 +268,10 @@ def run_load(url: str, ctx: Context, clients: int | list, requests: int,
     return report
 
 
-def overload(url: str, n: int) -> dict:
+def overload(url: str, n: int, after_posting=None) -> dict:
     """Fire n model requests at once through the plain HTTP API: each is queued (200) or refused (503 with a
-    message) at once; every queued one is then answered."""
+    message) at once; every queued one is then answered. after_posting(): called once all n have an answer
+    and before waiting for the queued ones (a test frees the model it held busy)."""
     import httpx
     t_refuse: list[float] = []
     accepted: list[str] = []
@@ -290,6 +291,8 @@ def overload(url: str, n: int) -> dict:
 
     with ThreadPoolExecutor(n) as ex:
         list(ex.map(post, range(n)))
+    if after_posting is not None:
+        after_posting()
     completed = 0
     t0 = time.perf_counter()
     for eid in accepted:

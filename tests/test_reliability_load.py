@@ -62,11 +62,26 @@ def test_concurrent_clients_with_mixed_requests_get_no_errors(loaded):
     served.client.predict("samples", 1, api_name="/predict_sample")  # and it still serves
 
 
-def test_an_overloaded_queue_refuses_at_once_with_a_message(loaded):
+def test_an_overloaded_queue_refuses_at_once_with_a_message(loaded, monkeypatch):
+    """The model is held busy by one request (a known point: its handler has started) while 24 more arrive,
+    so exactly QUEUE of them wait and the rest are refused, however fast the machine is."""
+    import threading
+
+    import httpx
     served, _ = loaded
     assert served.app._queue.max_size == QUEUE  # the bound is the app's setting
-    over = overload(served.app.local_url, 24)
-    assert over["refused"] > 0 and over["accepted"] <= QUEUE + 2  # (one or two may already be running)
+    entered, release = threading.Event(), threading.Event()
+    real = served.session.analyse_sample
+
+    def held(*args, **kwargs):
+        entered.set()
+        release.wait(120)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(served.session, "analyse_sample", held)
+    first = httpx.post(f"{served.app.local_url}gradio_api/call/predict_sample", json={"data": ["samples", 0]})
+    assert first.status_code == 200 and entered.wait(120)
+    over = overload(served.app.local_url, 24, after_posting=release.set)
+    assert over["refused"] == 24 - QUEUE and over["accepted"] == QUEUE
     assert over["messages"] == [f"503 Queue is full. Max size is {QUEUE} and size is {QUEUE}."]
     assert over["max_refusal_s"] < 10  # a refusal is an answer, not a timeout
     assert over["completed"] == over["accepted"]  # every queued request was answered

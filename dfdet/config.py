@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from .calibration import CalibrationConfig
+
 
 @dataclass
 class BackboneConfig:
@@ -40,6 +42,7 @@ class TrainConfig:
     slerp_t: tuple[float, float] = (0.0, 1.0)  # t ~ U(t0, t1) for SLERP augmentation
     align_weight: float = 0.0  # weight of the alignment loss (Wang & Isola) on the head's input; 0 = off
     uniform_weight: float = 0.0  # weight of the uniformity loss on the head's input; 0 = off
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)  # threshold rule, conformal alpha (val)
     select_metric: str = "video_map_macro"  # picks the best epoch on val; paper: video-level macro mAP (run.py:53)
     max_steps: int = 0  # stop after this many optimiser steps (0 = no limit); for smoke runs
     num_workers: int = 0  # DataLoader workers

@@ -155,7 +155,9 @@ def val_metrics(y: np.ndarray, p_fake: np.ndarray, val_df: pd.DataFrame) -> dict
     return m
 
 
-def validate(model: Detector, val_feats: torch.Tensor | None, val_loader, device, cfg: TrainConfig) -> dict:
+def val_logits(model: Detector, val_feats: torch.Tensor | None, val_loader, device,
+               cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, labels) of the validation split, from cached features where the backbone is frozen."""
     model.eval()
     with torch.no_grad():
         if val_feats is not None:
@@ -168,6 +170,11 @@ def validate(model: Detector, val_feats: torch.Tensor | None, val_loader, device
                     outs.append(model(pixels.to(device)).float().cpu())
                 ys.append(yy)
             logits, y = torch.cat(outs), torch.cat(ys)
+    return logits, y
+
+
+def validate(model: Detector, val_feats: torch.Tensor | None, val_loader, device, cfg: TrainConfig) -> dict:
+    logits, y = val_logits(model, val_feats, val_loader, device, cfg)
     m = val_metrics(y.numpy(), F.softmax(logits, -1)[:, 1].numpy(), val_loader.dataset.df)
     m["loss"] = float(F.cross_entropy(logits, y))
     return m
@@ -297,13 +304,26 @@ def train(cfg: TrainConfig) -> Path:
                        if spec.trains == "head" else None},
             "val_metrics": best_val, "best_epoch": best_epoch + 1, "steps": step,
             "trainable_params": trainable_count(model), "train_seconds": round(time.time() - t_start, 1)}
+    meta["calibration"] = calibrate_on_val(model, best_state, val_feats, val_loader, device, cfg)
     folder = save_checkpoint(out, best_state, meta)
     (out / RESUME_FILE).unlink(missing_ok=True)  # the checkpoint is complete: nothing left to resume
     return folder
 
 
+def calibrate_on_val(model: Detector, best_state: dict, val_feats, val_loader, device, cfg: TrainConfig) -> dict:
+    """The best state's threshold, temperature and uncertain band, from the validation split only."""
+    from .calibration import calibrate
+    with torch.no_grad():
+        params = dict(model.named_parameters())
+        for k, v in best_state.items():
+            params[k].copy_(v)
+    logits, y = val_logits(model, val_feats, val_loader, device, cfg)
+    return calibrate(y.numpy(), F.softmax(logits, -1)[:, 1].numpy(), cfg.calibration, cfg.val_split).to_meta()
+
+
 RESUME_FILE = "resume.safetensors"  # end-of-epoch training state of an unfinished run
-_NOT_IN_KEY = ("out", "device", "num_workers", "compile", "cache_features")  # settings that do not change the result
+# settings that do not change the trained weights (calibration is fitted after training, on validation)
+_NOT_IN_KEY = ("out", "device", "num_workers", "compile", "cache_features", "calibration")
 
 
 def resume_key(cfg: TrainConfig) -> str:

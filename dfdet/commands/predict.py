@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..calibration import DEFAULT_THRESHOLD, Calibration, verdict
 from ..cli import add_backbone_args, backbone_from_args, resolve_device
 from ..errors import DataError
 from ..images import open_image
@@ -55,13 +56,17 @@ def run(args) -> int:
             print(f"{n}: {e.message}")
         raise DataError(f"no method is ready in {args.checkpoints}")
     probs = bank.predict(bank.preprocess(images))
+    cals = {m: Calibration.from_meta(bank.entries[m].meta) for m in probs}  # each method's own threshold (val)
     rows = [{"image": Path(n).name, "method": bank.entries[m].label, "p_real": 1 - float(p[i]),
-             "p_fake": float(p[i]), "verdict": "fake" if p[i] >= 0.5 else "real"}
+             "p_fake": float(p[i]), "threshold": cals[m].threshold if cals[m] else DEFAULT_THRESHOLD,
+             "verdict": verdict(float(p[i]), cals[m])}
             for i, n in enumerate(names) for m, p in probs.items()]
     table = pd.DataFrame(rows)
     if bank.demo:
         print("NOTE: random-weight backbone: these scores are meaningless (demo/testing only)")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"verdict: fake when p_fake >= the method's threshold (chosen on validation; {DEFAULT_THRESHOLD} for "
+          "uncalibrated checkpoints), uncertain inside its conformal band")
     for n, e in bank.entries.items():
         if e.status != "ready":
             print(f"{n}: {e.message}")

@@ -221,3 +221,26 @@ def operating_metrics(y: np.ndarray, p: np.ndarray, cal: Calibration | None) -> 
         out["threshold_here"] = own
         out["threshold_drift"] = own - cal.threshold
     return out
+
+
+def add_operating_metrics(records: list[dict], rocs: list[dict], preds, cals: dict[str, Calibration | None],
+                          prefix: str = "p_fake__") -> None:
+    """Adds operating_metrics to every whole-dataset record (source "*") of metrics.json, and the
+    reliability bins (with the method's threshold) to the matching roc.json record, at both levels."""
+    from .metrics import video_level
+    rec_at = {(r["method"], r["dataset"], r["level"]): r for r in records if r.get("source") == "*"}
+    roc_at = {(r["method"], r["dataset"], r["level"]): r for r in rocs}
+    for method, cal in cals.items():
+        col = prefix + method
+        for level in ("frame", "video"):
+            table = preds if level == "frame" else video_level(preds, col)
+            for dataset, dd in table.groupby("dataset", sort=True):
+                y, p = dd["label"].to_numpy(), dd[col].to_numpy(dtype=np.float64)
+                key = (method, dataset, level)
+                if key in rec_at:
+                    m = operating_metrics(y, p, cal)
+                    rec_at[key].update({k: None if isinstance(v, float) and not math.isfinite(v) else v
+                                        for k, v in m.items()})  # one-class sets: null, not NaN, in JSON
+                if key in roc_at:
+                    roc_at[key]["reliability"] = reliability(y, p)
+                    roc_at[key]["calibrated_threshold"] = cal.threshold if cal else None

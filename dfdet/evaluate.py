@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .artifacts import PRED_PREFIX, write_run
 from .backbone import load_clip
+from .calibration import Calibration, add_operating_metrics
 from .checkpoint import file_sha256
 from .config import BackboneConfig
 from .data.dataset import FaceDataset
@@ -85,6 +86,8 @@ def evaluate(cfg: EvalConfig, bank: DetectorBank | None = None) -> Path:
         norm = np.linalg.norm(f, axis=1)
         embeddings[n] = (f / np.maximum(norm, 1e-12)[:, None], norm)
     metrics, roc = metric_table(preds, names, PRED_PREFIX, cfg.threshold)
+    add_operating_metrics(metrics, roc, preds, {n: Calibration.from_meta(bank.entries[n].meta) for n in names},
+                          PRED_PREFIX)  # TPR at 1%/5% FPR, ECE, reliability, drift of each method's val threshold
     info = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "code_version": __version__,
         "backbone": {"model": bank.clip.config.model, "weights": bank.clip.weights_id},

@@ -135,3 +135,24 @@ def test_predict_uses_each_method_threshold(tiny_clip, tmp_path, shared, capsys)
         assert row["threshold"] == pytest.approx(thr, abs=1e-6)
         assert row["verdict"] == ("fake" if thr <= p else "real")
     capsys.readouterr()
+
+
+def test_evaluation_records_drift_per_test_set():
+    from dfdet.metrics import metric_table
+    y0, p0 = _scores(300, seed=7)
+    y1, p1 = _scores(300, shift=0.2, seed=8)
+    preds = pd.DataFrame({"label": np.r_[y0, y1], "p_fake__m": np.r_[p0, p1],
+                          "dataset": ["FF"] * 600 + ["CDF"] * 600, "source": "s", "split": "test",
+                          "path": [f"{i}.png" for i in range(1200)], "video": [f"v{i}" for i in range(1200)]})
+    preds["source"] = np.where(preds["label"] == 1, "fake", "real")
+    records, rocs = metric_table(preds, ["m"])
+    cal = calibrate(*_scores(2000, seed=9))
+    from dfdet.calibration import add_operating_metrics
+    add_operating_metrics(records, rocs, preds, {"m": cal})
+    at = {(r["dataset"], r["level"]): r for r in records if r["source"] == "*"}
+    assert at[("FF", "frame")]["threshold_drift"] == pytest.approx(0, abs=0.04)
+    assert at[("CDF", "frame")]["threshold_drift"] == pytest.approx(0.2, abs=0.04)
+    assert at[("CDF", "frame")]["fpr_at_threshold"] > 3 * at[("FF", "frame")]["fpr_at_threshold"]
+    roc = next(r for r in rocs if r["dataset"] == "CDF" and r["level"] == "frame")
+    assert sum(roc["reliability"]["count"]) == 600 and roc["calibrated_threshold"] == cal.threshold
+    assert json.loads(json.dumps(records, allow_nan=False))  # strict JSON: no NaN anywhere

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "push": ("dfdet.hub.cli_push", "publish a dfdet checkpoint to the Hugging Face Hub"),
     "pull": ("dfdet.hub.cli_pull", "download a dfdet checkpoint from the Hugging Face Hub"),
     "explain": ("dfdet.commands.explain", "saliency maps of each method for one face, with deletion/insertion curves"),
+    "robustness": ("dfdet.commands.robustness", "re-score a run's faces under JPEG, downscale, blur and crop; flip shares"),
 }
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 from dfdet.cli import main
 from dfdet.data.faces import AlignConfig, FaceAligner
 from dfdet.data.manifest import read_manifest
-from dfdet.data.preprocess import RECORDS, REPORT, PreprocessConfig, preprocess
+from dfdet.data.preprocess import RECORDS, REPORT, preprocess, profile_config
 
 N_FRAMES = 4
 
@@ -27,7 +27,7 @@ def _snapshot(root):
 @pytest.fixture(scope="module")
 def run(shared, tmp_path_factory):
     out = tmp_path_factory.mktemp("crops")
-    cfg = PreprocessConfig(n_frames=N_FRAMES, workers=2)
+    cfg = profile_config("fast", n_frames=N_FRAMES, workers=2)  # the dfb profile is tested in test_recipe_preprocess
     report = preprocess(shared / "videos", out, cfg, progress=False)
     return out, cfg, report
 
@@ -96,7 +96,7 @@ def test_no_face_and_unreadable_inputs_get_report_entries(tmp_path):
     Image.new("RGB", (200, 150), (30, 160, 60)).save(src / "X" / "fake" / "plain.png")
     (src / "X" / "fake" / "broken.mp4").write_bytes(b"\x00" * 1000)
     out = tmp_path / "out"
-    cfg = PreprocessConfig(n_frames=3, workers=1, fast=False)  # exact decoding: planned indices exactly
+    cfg = profile_config("fast", n_frames=3, workers=1, fast=False)  # exact decoding: planned indices exactly
     report = preprocess(src, out, cfg, progress=False)
     by_name = {r["input"]: r for r in report.records}
     flat, plain, broken = by_name["X/fake/flat.mp4"], by_name["X/fake/plain.png"], by_name["X/fake/broken.mp4"]
@@ -116,11 +116,11 @@ def test_image_input_and_changed_settings_redo(tmp_path, shared):
     face = shared / "datasets" / "CDFv2" / "Celeb-real" / "id0_0000" / "000.png"
     (src / "person.jpg").write_bytes(face.read_bytes())  # a PNG under a .jpg name still opens
     out = tmp_path / "out"
-    preprocess(src, out, PreprocessConfig(workers=1, prefix="Mine/real"), progress=False)
+    preprocess(src, out, profile_config("fast", workers=1, prefix="Mine/real"), progress=False)
     crop = out / "Mine" / "real" / "person.png"
     assert Image.open(crop).size == (224, 224)
-    r = preprocess(src, out, PreprocessConfig(workers=1, prefix="Mine/real", ext="jpg",
-                                              align=AlignConfig(size=256)), progress=False)
+    r = preprocess(src, out, profile_config("fast", workers=1, prefix="Mine/real", ext="jpg", size=256),
+                   progress=False)
     assert r.skipped == 0 and not crop.exists()  # the old crop of other settings is removed
     assert Image.open(out / "Mine" / "real" / "person.jpg").size == (256, 256)
 
@@ -129,13 +129,14 @@ def test_cli_preprocess(tmp_path, shared, capsys):
     out = tmp_path / "out"
     video = shared / "videos" / "FF" / "real" / "004.mp4"
     code = main(["preprocess", str(video), "-o", str(out), "--frames", "2", "--max-frames", "60",
-                 "--size", "256", "--prefix", "FF/real", "--workers", "1", "--no-progress",
+                 "--prefix", "FF/real", "--workers", "1", "--no-progress",
                  "--manifest", str(tmp_path / "m.csv")])
     assert code == 0
     text = capsys.readouterr().out
     assert "1 inputs: 1 ok" in text and "1 long video(s)" in text and "wrote" in text
     names = sorted(p.name for p in (out / "FF" / "real" / "004").glob("*.png"))
-    assert len(names) == 2 and names[0] == "000.png" and 57 <= int(names[1][:3]) <= 59
+    assert names == ["000.png", "059.png"]  # default profile dfb: exact decoding, linspace(0, 59, 2, dtype=int)
+    assert Image.open(out / "FF" / "real" / "004" / "059.png").size == (256, 256)
     df = read_manifest(tmp_path / "m.csv", out)
     assert len(df) == 2 and set(df["source"]) == {"real"} and set(df["label"]) == {0}
     assert main(["preprocess", str(tmp_path / "none"), "-o", str(out)]) == 2
@@ -152,7 +153,7 @@ def test_multi_face_frames_are_reported(tmp_path, shared):
     canvas.paste(big, (220, 0))
     (tmp_path / "in").mkdir()
     canvas.save(tmp_path / "in" / "two.png")
-    report = preprocess(tmp_path / "in", tmp_path / "out", PreprocessConfig(workers=1), progress=False)
+    report = preprocess(tmp_path / "in", tmp_path / "out", profile_config("fast", workers=1), progress=False)
     rec = report.records[0]
     assert rec["status"] == "ok" and rec["multi_face_frames"] == {"0": 2} and rec["crops"] == 1
     assert "1 frame(s) with several faces; kept the largest" in rec["message"]

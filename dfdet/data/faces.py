@@ -1,9 +1,14 @@
 """Face detection (dlib, offline) and 68-landmark similarity alignment to a fixed crop.
 
-The crop follows the DeepfakeBench recipe the paper's weights were trained on: five points (eye
-centres, nose tip, mouth corners) are mapped by a least-squares similarity transform onto the
-standard ArcFace template, widened by `scale` (1.3) so forehead, chin and some background stay in.
-Detection runs on a downscaled copy (fast), landmarks on the full frame (precise).
+The crop follows the DeepfakeBench recipe the paper's weights were trained on
+(SCLBD/DeepfakeBench preprocessing/preprocess.py:104-207): five landmarks are mapped by a
+least-squares similarity transform onto the standard ArcFace template, widened by `scale` (1.3) so
+forehead, chin and some background stay in. DeepfakeBench's five are not eye centres and mouth
+corners but points 37, 44 (upper eyelids), 30 (nose tip), 49 and 55 (outer lip, next to the
+corners) of its 81-point predictor, whose first 68 points are dlib's iBUG 68; dfdet reads the same
+indices from the 68-point model shipped offline. The "dfb" preprocessing profile also detects like
+DeepfakeBench (HOG, upsample 1, full frame, box not clipped) and re-detects on the aligned crop; the
+"fast" profile (the dashboard's) detects on a downscaled copy.
 """
 from __future__ import annotations
 
@@ -47,6 +52,9 @@ class AlignConfig:
     detect_max_side: int = 640  # detect on a copy whose longest side is at most this (0 = full size)
     all_faces: bool = False  # align every detected face (largest first) instead of only the largest
     keypoints: str = "deepfakebench"  # key of KEYPOINTS: which landmarks are matched to the template
+    detect_color: bool = False  # run the detector on RGB as DeepfakeBench does (False: grayscale, a little faster)
+    clip_boxes: bool = True  # clip a detection to the frame before landmarks (DeepfakeBench passes it unclipped)
+    redetect: bool = False  # DeepfakeBench: detect again (upsample 1) on the aligned crop; drop the face if none
 
 
 @dataclass
@@ -158,7 +166,7 @@ class FaceAligner:
         s = min(1.0, self.cfg.detect_max_side / max(h, w)) if self.cfg.detect_max_side else 1.0
         small = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA) \
             if s < 1.0 else rgb
-        gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY) if small.ndim == 3 else small
+        gray = small if self.cfg.detect_color or small.ndim != 3 else cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
         tries = [self.cfg.upsample] + ([self.cfg.upsample + 1] if self.cfg.retry_upsample else [])
         rects = []
         for up in tries:
@@ -168,8 +176,9 @@ class FaceAligner:
                 break
         boxes = []
         for r in rects:
-            box = (max(0, round(r.left() / s)), max(0, round(r.top() / s)),
-                   min(w, round(r.right() / s)), min(h, round(r.bottom() / s)))
+            box = (round(r.left() / s), round(r.top() / s), round(r.right() / s), round(r.bottom() / s))
+            if self.cfg.clip_boxes:
+                box = (max(0, box[0]), max(0, box[1]), min(w, box[2]), min(h, box[3]))
             if box[2] > box[0] and box[3] > box[1]:
                 boxes.append(box)
         return sorted(boxes, key=lambda b: (-(b[2] - b[0]) * (b[3] - b[1]), b[0], b[1]))
@@ -195,11 +204,28 @@ class FaceAligner:
         t1 = time.perf_counter()
         chosen = boxes if self.cfg.all_faces else boxes[:1]
         lms = [self.landmarks(rgb, b) for b in chosen]
-        crops = [Image.fromarray(self.align(rgb, lm)) for lm in lms]
+        aligned = [self.align(rgb, lm) for lm in lms]
+        lost = 0
+        if self.cfg.redetect:  # DeepfakeBench preprocess.py:197-200: no face on the aligned crop -> frame dropped
+            keep = [len(self._det(a if self.cfg.detector != "hog" or self.cfg.detect_color
+                                  else _gray(a), 1)) > 0 for a in aligned]
+            lost = keep.count(False)
+            lms = [lm for lm, k in zip(lms, keep) if k]
+            aligned = [a for a, k in zip(aligned, keep) if k]
+        crops = [Image.fromarray(a) for a in aligned]
         if seconds is not None:
             seconds["detect"] = seconds.get("detect", 0.0) + t1 - t0
             seconds["align"] = seconds.get("align", 0.0) + time.perf_counter() - t1
-        return FaceResult(crops=crops, boxes=boxes, landmarks=lms, message=_message(len(boxes), self.cfg))
+        message = _message(len(boxes), self.cfg)
+        if lost:
+            message = (f"{lost} face(s) dropped: not found again on the aligned crop (DeepfakeBench's check)"
+                       + (f"; {message}" if message else ""))
+        return FaceResult(crops=crops, boxes=boxes, landmarks=lms, message=message)
+
+
+def _gray(rgb: np.ndarray) -> np.ndarray:
+    import cv2
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 
 
 def _message(n: int, cfg: AlignConfig) -> str:

@@ -28,13 +28,33 @@ REPORT = "preprocess_report.json"  # the summary of every input, rewritten at th
 CROP_EXTS = ("png", "jpg")
 
 
+# Named settings. "dfb" reproduces DeepfakeBench's preprocessing, which made the crops the paper
+# trained on (SCLBD/DeepfakeBench preprocessing/preprocess.py): 256 px crops, HOG with one upsampling
+# pass on the full frame, dlib's box unclipped, a second detection on the aligned crop, frame indices
+# np.linspace(..., dtype=int), every frame decoded. "fast" is dfdet's quicker earlier default.
+PROFILES: dict[str, dict] = {
+    "dfb": {"fast": False, "index_rule": "truncate",
+            "align": {"size": 256, "upsample": 1, "retry_upsample": False, "detect_max_side": 0,
+                      "detect_color": True, "clip_boxes": False, "redetect": True}},
+    "fast": {"fast": True, "index_rule": "round",
+             "align": {"size": 224, "upsample": 0, "retry_upsample": True, "detect_max_side": 640,
+                       "detect_color": False, "clip_boxes": True, "redetect": False}},
+}
+
+
+def _dfb_align() -> AlignConfig:
+    return AlignConfig(**PROFILES["dfb"]["align"])
+
+
 @dataclass
 class PreprocessConfig:
     n_frames: int = DEFAULT_N_FRAMES  # frames per video, evenly spaced (DeepfakeBench: 32)
     every: int | None = None  # take every k-th frame instead (overrides n_frames)
     max_frames: int = DEFAULT_MAX_FRAMES  # read at most this many frames of a long video (reported)
-    fast: bool = True  # sparse samples decode only reference frames (~2x faster; index may move by 1-2)
-    align: AlignConfig = field(default_factory=AlignConfig)  # detector, crop size and scale
+    fast: bool = False  # True: sparse samples decode only reference frames (~2x faster; index may move by 1-2)
+    index_rule: str = "truncate"  # "truncate" (DeepfakeBench's linspace dtype=int) or "round"
+    align: AlignConfig = field(default_factory=_dfb_align)  # detector, crop size and scale (profile "dfb")
+    profile: str = "dfb"  # the named profile these settings started from (recorded; see PROFILES)
     ext: str = "png"  # crop format: png (lossless) or jpg (quality 95)
     workers: int = 2  # processes, one input at a time each; 1 = in this process
     prefix: str = ""  # folders put before each output path, e.g. "FF/real" for a flat folder of videos
@@ -45,6 +65,18 @@ class PreprocessConfig:
         for k in ("workers", "prefix"):
             d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def profile_config(name: str, **overrides) -> PreprocessConfig:
+    """A PreprocessConfig from a named profile; overrides may name PreprocessConfig or AlignConfig fields."""
+    if name not in PROFILES:
+        raise DataError(f"unknown preprocessing profile {name!r}; choose one of {', '.join(PROFILES)}")
+    prof = PROFILES[name]
+    align_keys = {f.name for f in dataclasses.fields(AlignConfig)}
+    align = {**prof["align"], **{k: v for k, v in overrides.items() if k in align_keys}}
+    rest = {"fast": prof["fast"], "index_rule": prof["index_rule"],
+            **{k: v for k, v in overrides.items() if k not in align_keys}}
+    return PreprocessConfig(profile=name, align=AlignConfig(**align), **rest)
 
 
 def find_inputs(root: Path) -> list[Path]:
@@ -115,10 +147,11 @@ def process_one(src: str, out_stem: str, cfg: PreprocessConfig) -> dict:
         aligner = _aligner(cfg.align)
         if is_video:
             info = probe(src_p, cfg.max_frames)
-            planned, capped = plan_indices(info.n_frames, cfg.n_frames, cfg.every, cfg.max_frames)
+            planned, capped = plan_indices(info.n_frames, cfg.n_frames, cfg.every, cfg.max_frames, cfg.index_rule)
             width = max(3, len(str(max(planned, default=0))))
             items = ((f.index, f.faces) for f in iter_video_faces(
-                src_p, aligner, cfg.n_frames, cfg.every, cfg.max_frames, rec["seconds"], info, cfg.fast))
+                src_p, aligner, cfg.n_frames, cfg.every, cfg.max_frames, rec["seconds"], info, cfg.fast,
+                cfg.index_rule))
             rec.update(fps=info.fps, video_frames=info.n_frames, planned=len(planned), capped=bool(capped))
             notes = [capped] if capped else []
         else:
@@ -207,7 +240,7 @@ def preprocess(src: str | Path, out: str | Path, cfg: PreprocessConfig | None = 
     cfg = cfg or PreprocessConfig()
     if cfg.ext not in CROP_EXTS:
         raise DataError(f"crop format must be one of {CROP_EXTS}, got {cfg.ext!r}")
-    plan_indices(1, cfg.n_frames, cfg.every, cfg.max_frames)  # bad sampling settings fail before any work
+    plan_indices(1, cfg.n_frames, cfg.every, cfg.max_frames, cfg.index_rule)  # bad settings fail before any work
     check_config(cfg.align)  # bad detector / size / missing model files fail here, before any work
     src, out = Path(src), Path(out)
     if not src.exists():

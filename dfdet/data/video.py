@@ -98,9 +98,17 @@ def probe(path: str | Path, max_frames: int = DEFAULT_MAX_FRAMES) -> VideoInfo:
         return VideoInfo(str(path), n, fps, s.codec_context.width, s.codec_context.height)
 
 
+INDEX_RULES = ("truncate", "round")  # how evenly spaced positions become frame indices
+
+
 def plan_indices(n_total: int, n_frames: int | None = DEFAULT_N_FRAMES, every: int | None = None,
-                 max_frames: int = DEFAULT_MAX_FRAMES) -> tuple[list[int], str]:
-    """Which frames to take: n_frames evenly spaced, or every k-th; only among the first max_frames."""
+                 max_frames: int = DEFAULT_MAX_FRAMES, rule: str = "round") -> tuple[list[int], str]:
+    """Which frames to take: n_frames evenly spaced, or every k-th; only among the first max_frames.
+
+    rule "truncate" is DeepfakeBench's np.linspace(0, n - 1, k, dtype=int) (preprocess.py:278);
+    "round" rounds to the nearest frame (dfdet's fast profile)."""
+    if rule not in INDEX_RULES:
+        raise DataError(f"unknown frame index rule {rule!r}; choose one of {INDEX_RULES}")
     if every is not None and every < 1:
         raise DataError(f"every must be >= 1, got {every}")
     if every is None and (n_frames is None or n_frames < 1):
@@ -116,7 +124,8 @@ def plan_indices(n_total: int, n_frames: int | None = DEFAULT_N_FRAMES, every: i
         return [], "the video has no frames"
     if every is not None:
         return list(range(0, usable, every)), message
-    idx = np.unique(np.linspace(0, usable - 1, min(n_frames, usable)).round().astype(int))
+    pos = np.linspace(0, usable - 1, min(n_frames, usable))
+    idx = np.unique(pos.astype(int) if rule == "truncate" else pos.round().astype(int))
     return idx.tolist(), message
 
 
@@ -211,13 +220,13 @@ def _ended_early(message: str, planned: list[int], got: list[int]) -> str:
 def iter_video_faces(path: str | Path, aligner: FaceAligner, n_frames: int | None = DEFAULT_N_FRAMES,
                      every: int | None = None, max_frames: int = DEFAULT_MAX_FRAMES,
                      seconds: dict | None = None, info: VideoInfo | None = None,
-                     fast: bool = True) -> Iterator[FrameFaces]:
+                     fast: bool = True, rule: str = "round") -> Iterator[FrameFaces]:
     """Like video_faces, one frame at a time (memory stays at one frame); adds stage times to seconds."""
     seconds = seconds if seconds is not None else {}
     seconds.setdefault("decode", 0.0)
     t = time.perf_counter()
     info = info or probe(path, max_frames)
-    indices, _ = plan_indices(info.n_frames, n_frames, every, max_frames)
+    indices, _ = plan_indices(info.n_frames, n_frames, every, max_frames, rule)
     frames = iter_frames(path, indices, fast)
     while True:
         item = next(frames, None)

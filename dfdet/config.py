@@ -30,7 +30,8 @@ class TrainConfig:
     train_split: str = "train"  # manifest split used for training
     val_split: str = "val"  # split used to pick the best epoch; never the test split
     datasets: list[str] = field(default_factory=list)  # restrict to these datasets (empty = all)
-    batch_size: int = 128  # paper: 128
+    batch_size: int = 128  # paper: 128; the global batch per optimiser step, whatever the number of processes
+    micro_batch: int = 0  # images per forward in each process (0 = batch_size / processes); smaller accumulates
     epochs: int = 10  # paper: 10
     lr: float = 8e-5  # AdamW peak learning rate (paper: 8e-5)
     min_lr: float = 5e-5  # cosine annealing floor (paper: 5e-5)
@@ -45,7 +46,7 @@ class TrainConfig:
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)  # threshold rule, conformal alpha (val)
     select_metric: str = "video_map_macro"  # picks the best epoch on val; paper: video-level macro mAP (run.py:53)
     max_steps: int = 0  # stop after this many optimiser steps (0 = no limit); for smoke runs
-    num_workers: int = 0  # DataLoader workers
+    num_workers: int = -1  # DataLoader workers per process (-1 = auto: 0 on CPU, up to 8 on CUDA)
     cache_features: str = "memory"  # linear probe with augment=none only: "memory" or a folder for a disk cache
     compile: bool = False  # torch.compile the backbone (CUDA only; off unless measured to help)
     device: str = "auto"  # "auto", "cpu", "cuda"

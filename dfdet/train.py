@@ -10,9 +10,17 @@ Interrupted runs resume: after every epoch the whole training state (trainable t
 moments, best-so-far, RNG states) is written atomically to <out>/resume.safetensors; the same
 command re-run with the same settings continues after the last finished epoch and ends with the
 checkpoint an uninterrupted run would write. The file is removed once the checkpoint is saved.
+
+Data parallel (dfdet.distributed): under `torchrun --nproc-per-node N` each process takes 1/N of every
+global batch through a DistributedSampler seeded with cfg.seed, DistributedDataParallel averages the
+gradients, and gradient accumulation (cfg.micro_batch) keeps the optimiser step at cfg.batch_size
+images whatever N. The union of the ranks' micro-batches of one step is the batch one process would
+take, so N processes follow one process's run up to fp32 rounding (SLERP partners, drawn per
+micro-batch from a rank-seeded generator, excepted). Only rank 0 writes files.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,6 +35,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 import yaml
+from torch import nn
 from tqdm.auto import tqdm
 
 from .backbone import load_clip, weights_id
@@ -34,7 +43,9 @@ from .checkpoint import file_sha256, save_checkpoint
 from .config import TrainConfig, to_dict
 from .data import augment as augment_mod
 from .data.dataset import FaceDataset
+from .data.loader import loader_kwargs
 from .data.manifest import default_data_root, read_manifest
+from .distributed import World, barrier, gather_rows, init, shard, world
 from .errors import DataError
 from .fileio import atomic_write
 from .methods import get_method
@@ -92,18 +103,74 @@ def load_splits(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
 @torch.no_grad()
 def extract_features(model: Detector, loader, device: torch.device, precision: str = "auto",
                      desc: str = "features") -> tuple[torch.Tensor, torch.Tensor]:
-    """z (as the head sees it) and labels for a whole loader, in loader order."""
+    """z (as the head sees it) and labels for a whole loader, in loader order; under torchrun every rank
+    passes its shard (a sharded_loader) and gets back all rows, in dataset order."""
     model.eval()
-    feats, labels = [], []
+    feats, labels = [torch.zeros(0, 0)], [torch.zeros(0, dtype=torch.long)]
     for pixels, y, _ in tqdm(loader, desc=desc, leave=False, disable=None):
         with autocast(device, precision):
-            feats.append(model.embed(pixels.to(device)).float().cpu())
+            feats.append(model.embed(pixels.to(device, non_blocking=True)).float().cpu())
         labels.append(y)
-    return torch.cat(feats), torch.cat(labels)
+    z, y = torch.cat(feats[1:] or feats), torch.cat(labels)
+    return torch.from_numpy(gather_rows(z.numpy(), to_all=True)), torch.from_numpy(gather_rows(y.numpy(), to_all=True))
 
 
-def _cached_features(model, loader, device, cfg: TrainConfig, key: str):
-    """Frozen-backbone features, from the disk cache when `cache_features` names a folder."""
+def sharded_loader(ds, batch_size: int, w: World, device: torch.device, workers: int):
+    """This rank's whole batches of ds, in order (evaluation-style sharding; see dfdet.distributed.shard)."""
+    return torch.utils.data.DataLoader(torch.utils.data.Subset(ds, shard(len(ds), batch_size, w)),
+                                       batch_size=batch_size, shuffle=False, **loader_kwargs(device, workers, w.size))
+
+
+def micro_batches(batch_size: int, processes: int, micro_batch: int = 0) -> tuple[int, int]:
+    """(images per forward per process, forwards accumulated per optimiser step) for a global batch."""
+    if batch_size % processes:
+        raise DataError(f"batch_size {batch_size} does not split evenly over {processes} processes; "
+                        f"use a multiple of {processes}")
+    per_rank = batch_size // processes
+    micro = micro_batch or per_rank
+    if micro < 1 or per_rank % micro:
+        raise DataError(f"micro_batch {micro_batch} must divide the per-process batch {per_rank} "
+                        f"(batch_size {batch_size} / {processes} processes)")
+    return micro, per_rank // micro
+
+
+class SeededSamples(torch.utils.data.Dataset):
+    """Each training image's random augmentation seeded by (seed, epoch, index): the same draw whichever rank,
+    worker or resumed run loads it, so N processes see the images one process sees."""
+
+    def __init__(self, ds: FaceDataset, seed: int):
+        self.ds, self.seed, self.epoch = ds, seed, 0
+        self.augment = ds.augment
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int):
+        if self.ds.augment is None:
+            return self.ds[i]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(((self.seed * 1_000_003 + self.epoch) * 1_000_003 + int(i)) % 2 ** 63)
+            return self.ds[i]
+
+
+class TrainStep(nn.Module):
+    """One micro-batch's loss, as a module so DistributedDataParallel can wrap the forward it syncs."""
+
+    def __init__(self, model: Detector, cfg: TrainConfig, gen: torch.Generator, device: torch.device):
+        super().__init__()
+        self.model, self.cfg, self.gen, self.device = model, cfg, gen, device
+
+    def forward(self, pixels: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with autocast(self.device, self.cfg.precision), torch.set_grad_enabled(self.model.spec.trains != "head"):
+            feats = self.model.embed(pixels).float()
+        return head_loss(self.model, feats, y, self.cfg, self.gen)
+
+
+def _cached_features(model, loader, device, cfg: TrainConfig, key: str, main: bool = True):
+    """Frozen-backbone features, from the disk cache when `cache_features` names a folder (rank 0 writes it)."""
     if cfg.cache_features in ("", "memory", None):
         return extract_features(model, loader, device, cfg.precision, desc=f"features ({key})")
     from safetensors.torch import load_file, save_file
@@ -112,10 +179,9 @@ def _cached_features(model, loader, device, cfg: TrainConfig, key: str):
         t = load_file(str(path))
         return t["z"], t["y"]
     z, y = extract_features(model, loader, device, cfg.precision, desc=f"features ({key})")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({"z": z.contiguous(), "y": y.contiguous()}, str(tmp))
-    tmp.replace(path)
+    if main:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda p: save_file({"z": z.contiguous(), "y": y.contiguous()}, p))
     return z, y
 
 
@@ -163,19 +229,21 @@ def val_logits(model: Detector, val_feats: torch.Tensor | None, val_loader, devi
         if val_feats is not None:
             z, y = val_feats
             logits = model.classify(z.to(device)).float().cpu()
-        else:
-            outs, ys = [], []
+        else:  # val_loader is this rank's shard; every rank gets all logits back, so all select alike
+            outs, ys = [torch.zeros(0, 2)], [torch.zeros(0, dtype=torch.long)]
             for pixels, yy, _ in val_loader:
                 with autocast(device, cfg.precision):
-                    outs.append(model(pixels.to(device)).float().cpu())
+                    outs.append(model(pixels.to(device, non_blocking=True)).float().cpu())
                 ys.append(yy)
-            logits, y = torch.cat(outs), torch.cat(ys)
+            logits = torch.from_numpy(gather_rows(torch.cat(outs).numpy(), to_all=True))
+            y = torch.from_numpy(gather_rows(torch.cat(ys).numpy(), to_all=True))
     return logits, y
 
 
 def validate(model: Detector, val_feats: torch.Tensor | None, val_loader, device, cfg: TrainConfig) -> dict:
     logits, y = val_logits(model, val_feats, val_loader, device, cfg)
-    m = val_metrics(y.numpy(), F.softmax(logits, -1)[:, 1].numpy(), val_loader.dataset.df)
+    ds = val_loader.dataset
+    m = val_metrics(y.numpy(), F.softmax(logits, -1)[:, 1].numpy(), getattr(ds, "dataset", ds).df)  # all val rows
     m["loss"] = float(F.cross_entropy(logits, y))
     return m
 
@@ -201,7 +269,8 @@ def train(cfg: TrainConfig) -> Path:
         raise DataError(f"{spec.name} has nothing to train")
     if cfg.select_metric not in select_metrics():
         raise DataError(f"unknown select_metric {cfg.select_metric!r}; choose one of {', '.join(select_metrics())}")
-    device = pick_device(cfg.device)
+    w, name = init(str(pick_device(cfg.device)))
+    device = torch.device(name)
     seed_everything(cfg.seed)
     train_df, val_df, root = load_splits(cfg)
     clip = load_clip(cfg.backbone, device)
@@ -209,24 +278,40 @@ def train(cfg: TrainConfig) -> Path:
     model = build_model(clip, spec).to(device)
     if cfg.compile and device.type == "cuda":
         model.backbone = torch.compile(model.backbone)
-    gen = torch.Generator().manual_seed(cfg.seed)
     train_ds, val_ds = make_datasets(cfg, train_df, val_df, root, clip.preprocess)
-    loader_kw = dict(num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
-    val_loader = torch.utils.data.DataLoader(val_ds, batch_size=cfg.batch_size, shuffle=False, **loader_kw)
-
     cached = spec.trains == "head" and train_ds.augment is None
-    if cached:  # frozen backbone, fixed images: one pass for features, then epochs over tensors
+    # Per-sample randomness is rank-aware: SLERP draws come from a generator seeded by rank (rank 0 draws what
+    # one process draws; the cached head trains on all features in every rank alike, so there all share one
+    # stream), and each training image's augmentation is seeded by (seed, epoch, index), whatever the rank.
+    gen = torch.Generator().manual_seed(cfg.seed + (0 if cached else RANK_SEED_STRIDE * w.rank))
+    if w.rank:
+        torch.manual_seed(cfg.seed + RANK_SEED_STRIDE * w.rank)
+    train_ds = SeededSamples(train_ds, cfg.seed)
+    val_loader = sharded_loader(val_ds, cfg.batch_size, w, device, cfg.num_workers)
+
+    step_fn, ddp, sampler = None, None, None
+    if cached:  # frozen backbone, fixed images: one (sharded) pass for features, then epochs over tensors
         mkey = file_sha256(cfg.manifest, 16)
-        plain = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=False, **loader_kw)
-        train_feats = _cached_features(model, plain, device, cfg, f"{mkey}-{cfg.train_split}-{clip.weights_id}")
-        val_feats = _cached_features(model, val_loader, device, cfg, f"{mkey}-{cfg.val_split}-{clip.weights_id}")
+        plain = sharded_loader(train_ds, cfg.batch_size, w, device, cfg.num_workers)
+        train_feats = _cached_features(model, plain, device, cfg, f"{mkey}-{cfg.train_split}-{clip.weights_id}",
+                                       w.main)
+        val_feats = _cached_features(model, val_loader, device, cfg, f"{mkey}-{cfg.val_split}-{clip.weights_id}",
+                                     w.main)
         steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
     else:
-        train_loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True,
-                                                   generator=gen, drop_last=len(train_ds) > cfg.batch_size,
-                                                   **loader_kw)
+        micro, accum = micro_batches(cfg.batch_size, w.size, cfg.micro_batch)
+        sampler = torch.utils.data.distributed.DistributedSampler(
+            train_ds, num_replicas=w.size, rank=w.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+        if len(sampler) < micro * accum:  # less data than one global batch: one step over all of it
+            micro, accum = max(1, len(sampler)), 1
+        train_loader = torch.utils.data.DataLoader(train_ds, batch_size=micro, sampler=sampler, drop_last=True,
+                                                   **loader_kwargs(device, cfg.num_workers, w.size))
+        steps_per_epoch = len(sampler) // (micro * accum)
+        step_fn = TrainStep(model, cfg, gen, device)
+        if w.size > 1:
+            ddp = step_fn = nn.parallel.DistributedDataParallel(
+                step_fn, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
         val_feats = None
-        steps_per_epoch = len(train_loader)
     total = steps_per_epoch * cfg.epochs
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
@@ -234,20 +319,24 @@ def train(cfg: TrainConfig) -> Path:
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
 
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "config.yaml", lambda p: Path(p).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False)))
     log_path = out / "train_log.jsonl"
     best, best_state, best_epoch, step, start_epoch = -math.inf, None, -1, 0, 0
     key = resume_key(cfg)
-    resumed = load_resume(out / RESUME_FILE, key)
+    resumed = load_resume(out / RESUME_FILE, key)  # every rank reads the same file (a shared folder on many nodes)
+    barrier()  # nobody writes into out/ before every rank has read it
     if resumed is not None:
         best_state, (start_epoch, step, best, best_epoch) = restore_state(resumed, model, opt, gen)
-        lines = log_path.read_text().splitlines()[:start_epoch] if log_path.is_file() else []
-        atomic_write(log_path, lambda p: Path(p).write_text("".join(line + "\n" for line in lines)))
-        tqdm.write(f"[{spec.name}] resuming after epoch {start_epoch}/{cfg.epochs} (step {step}) "
-                   f"from {out / RESUME_FILE}")
-    else:
-        log_path.write_text("")
+    if w.main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / "config.yaml",
+                     lambda p: Path(p).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False)))
+        if resumed is not None:
+            lines = log_path.read_text().splitlines()[:start_epoch] if log_path.is_file() else []
+            atomic_write(log_path, lambda p: Path(p).write_text("".join(line + "\n" for line in lines)))
+            tqdm.write(f"[{spec.name}] resuming after epoch {start_epoch}/{cfg.epochs} (step {step}) "
+                       f"from {out / RESUME_FILE}")
+        else:
+            log_path.write_text("")
     t_start = time.time()
     for epoch in range(start_epoch, cfg.epochs):
         model.train() if not cached else model.eval()
@@ -256,24 +345,29 @@ def train(cfg: TrainConfig) -> Path:
             batches = [(train_feats[0][perm[i:i + cfg.batch_size]], train_feats[1][perm[i:i + cfg.batch_size]])
                        for i in range(0, len(perm), cfg.batch_size)]
         else:
-            batches = train_loader
-        bar = tqdm(batches, desc=f"{spec.name} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None)
+            sampler.set_epoch(epoch)
+            train_ds.set_epoch(epoch)
+            batches = _steps(train_loader, accum, steps_per_epoch)
+        bar = tqdm(batches, desc=f"{spec.name} epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=None if w.main else True, total=steps_per_epoch)
         losses = []
         for batch in bar:
             if step >= total:
                 break
             for g in opt.param_groups:
                 g["lr"] = cosine_lr(step, total, cfg.lr, cfg.min_lr)
-            if cached:
-                feats, y = batch[0].to(device), batch[1].to(device)
-            else:
-                pixels, y, _ = batch
-                pixels, y = pixels.to(device), y.to(device)
-                with autocast(device, cfg.precision), torch.set_grad_enabled(spec.trains != "head"):
-                    feats = model.embed(pixels).float()
-            loss = head_loss(model, feats, y, cfg, gen)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if cached:
+                loss = head_loss(model, batch[0].to(device), batch[1].to(device), cfg, gen)
+                loss.backward()
+            else:  # accumulate micro-batches; DDP averages the gradients across ranks on the last one
+                loss = torch.zeros((), device=device)
+                for i, (pixels, y, _) in enumerate(batch):
+                    last = i == len(batch) - 1
+                    with ddp.no_sync() if ddp is not None and not last else contextlib.nullcontext():
+                        part = step_fn(pixels.to(device, non_blocking=True), y.to(device, non_blocking=True))
+                        (part / len(batch)).backward()
+                    loss += part.detach() / len(batch)
             opt.step()
             losses.append(loss.item())
             step += 1
@@ -284,16 +378,22 @@ def train(cfg: TrainConfig) -> Path:
         if improved:
             best, best_epoch = score, epoch
             best_state = {k: v.clone() for k, v in trainable_state(model).items()}
-        record = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)) if losses else None,
+        train_loss = gather_rows(np.array([np.mean(losses) if losses else np.nan]), to_all=True).mean()
+        record = {"epoch": epoch + 1, "step": step, "train_loss": None if np.isnan(train_loss) else float(train_loss),
                   "lr": opt.param_groups[0]["lr"], "val": val, "best": improved}
-        with log_path.open("a") as f:
-            f.write(json.dumps(record, default=float) + "\n")
-        tqdm.write(f"[{spec.name}] epoch {epoch + 1}: train loss {record['train_loss']}, "
-                   f"val {cfg.select_metric} {val.get(cfg.select_metric)}")
+        if w.main:
+            with log_path.open("a") as f:
+                f.write(json.dumps(record, default=float) + "\n")
+            tqdm.write(f"[{spec.name}] epoch {epoch + 1}: train loss {record['train_loss']}, "
+                       f"val {cfg.select_metric} {val.get(cfg.select_metric)}")
         save_resume(out / RESUME_FILE, key, model, opt, gen, best_state, (epoch + 1, step, best, best_epoch))
         if step >= total:
             break
 
+    calibration = calibrate_on_val(model, best_state, val_feats, val_loader, device, cfg)  # every rank: a collective
+    if not w.main:
+        barrier()  # returns once rank 0 has written the checkpoint
+        return out
     best_val = json.loads(log_path.read_text().splitlines()[best_epoch])["val"]
     meta = {"method": spec.name, "label": spec.label,
             "backbone": {"model": cfg.backbone.model, "weights": weights_id(cfg.backbone)},
@@ -304,9 +404,10 @@ def train(cfg: TrainConfig) -> Path:
                        if spec.trains == "head" else None},
             "val_metrics": best_val, "best_epoch": best_epoch + 1, "steps": step,
             "trainable_params": trainable_count(model), "train_seconds": round(time.time() - t_start, 1)}
-    meta["calibration"] = calibrate_on_val(model, best_state, val_feats, val_loader, device, cfg)
+    meta["calibration"] = calibration
     folder = save_checkpoint(out, best_state, meta)
     (out / RESUME_FILE).unlink(missing_ok=True)  # the checkpoint is complete: nothing left to resume
+    barrier()
     return folder
 
 
@@ -321,8 +422,19 @@ def calibrate_on_val(model: Detector, best_state: dict, val_feats, val_loader, d
     return calibrate(y.numpy(), F.softmax(logits, -1)[:, 1].numpy(), cfg.calibration, cfg.val_split).to_meta()
 
 
+def _steps(loader, accum: int, steps: int):
+    """Group the loader's micro-batches into lists of `accum` (one optimiser step each), `steps` of them."""
+    it = iter(loader)
+    for _ in range(steps):
+        yield [next(it) for _ in range(accum)]
+
+
+RANK_SEED_STRIDE = 1_000_003  # rank r's generator starts at seed + r * stride: distinct streams, rank 0 = one process
+
+
 RESUME_FILE = "resume.safetensors"  # end-of-epoch training state of an unfinished run
-# settings that do not change the trained weights (calibration is fitted after training, on validation)
+# settings that do not change the trained weights (calibration is fitted after training, on validation;
+# micro_batch does change them: SLERP partners are drawn per micro-batch)
 _NOT_IN_KEY = ("out", "device", "num_workers", "compile", "cache_features", "calibration")
 
 
@@ -335,18 +447,26 @@ def resume_key(cfg: TrainConfig) -> str:
 
 def save_resume(path: Path, key: str, model: Detector, opt: torch.optim.Optimizer, gen: torch.Generator,
                 best_state: dict | None, progress: tuple[int, int, float, int]) -> None:
-    """One safetensors file (tensors + JSON metadata), written atomically: a kill mid-write keeps the old one."""
+    """One safetensors file (tensors + JSON metadata), written atomically by rank 0: a kill mid-write keeps the
+    old one. Every rank calls it: each rank's random streams are gathered into the file."""
     from safetensors.torch import save_file
+    w = world()
+    gens = gather_rows(gen.get_state().numpy()[None])
+    cpu_rngs = gather_rows(torch.get_rng_state().numpy()[None])
+    if not w.main:
+        return
     tensors = {f"model.{k}": v for k, v in trainable_state(model).items()}
     tensors.update({f"best.{k}": v for k, v in (best_state or {}).items()})
     for i, st in opt.state_dict()["state"].items():
         for name, v in st.items():
             tensors[f"opt.{i}.{name}"] = v if torch.is_tensor(v) else torch.tensor(v)
     tensors["rng.gen"], tensors["rng.torch"] = gen.get_state(), torch.get_rng_state()
+    for r in range(1, w.size):
+        tensors[f"rng.gen.{r}"], tensors[f"rng.torch.{r}"] = torch.from_numpy(gens[r]), torch.from_numpy(cpu_rngs[r])
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     epoch, step, best, best_epoch = progress
     meta = {"key": key, "epoch": epoch, "step": step, "best": best if math.isfinite(best) else None,
-            "best_epoch": best_epoch}
+            "best_epoch": best_epoch, "processes": w.size}
     atomic_write(path, lambda p: save_file(tensors, p, metadata={"dfdet_resume": json.dumps(meta)}))
 
 
@@ -384,8 +504,14 @@ def restore_state(saved: tuple[dict, dict[str, torch.Tensor]], model: Detector, 
                 state.setdefault(int(i), {})[name] = v
     best_state = {k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")} or None
     opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
-    gen.set_state(tensors["rng.gen"])
-    torch.set_rng_state(tensors["rng.torch"])
+    w = world()
+    suffix = f".{w.rank}" if w.rank else ""
+    if f"rng.gen{suffix}" in tensors:
+        gen.set_state(tensors[f"rng.gen{suffix}"])
+        torch.set_rng_state(tensors[f"rng.torch{suffix}"])
+    else:  # saved by fewer processes: this rank's stream restarts from its seed (valid, not bit-identical)
+        logging.getLogger(__name__).warning("resuming on %d processes a run saved on %s: rank %d's random draws "
+                                            "restart from its seed", w.size, meta.get("processes", 1), w.rank)
     best = meta["best"] if meta.get("best") is not None else -math.inf
     return best_state, (int(meta["epoch"]), int(meta["step"]), float(best), int(meta["best_epoch"]))
 

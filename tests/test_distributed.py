@@ -3,6 +3,7 @@ on CPU (gloo), against one plain process. Tiny model, real DFDC crops from ../sh
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,104 @@ def test_two_process_evaluate_and_embed_equal_one_process(tiny_checkpoints, dfdc
             assert np.array_equal(a[k], b[k]), k
     import json
     assert json.loads((two / "run.json").read_text())["processes"] == 2
+
+
+def _train_args(dfdc_manifest, out: Path, *extra: str) -> list[str]:
+    manifest, root = dfdc_manifest
+    return ["train", "--method", "ln_tuning", "--manifest", str(manifest), "--data-root", str(root), "--lr", "1e-2",
+            "--batch-size", "8", "--out", str(out), *TINY, *extra]
+
+
+def _tensors(folder: Path) -> dict:
+    from dfdet.checkpoint import load_tensors
+    return load_tensors(folder)
+
+
+def test_two_process_training_follows_one_process(dfdc_manifest, tmp_path):
+    """3 steps of batch 8: 1 process, 1 process accumulating 2 x 4, and 2 processes (DDP) accumulating
+    2 x 2 each end with the same trainable tensors; rank 0 alone writes the run folder."""
+    steps = ["--epochs", "1", "--max-steps", "3"]
+    assert main(_train_args(dfdc_manifest, tmp_path / "one", *steps)) == 0
+    assert main(_train_args(dfdc_manifest, tmp_path / "accum", *steps, "--micro-batch", "4")) == 0
+    res = _ok(torchrun(_train_args(dfdc_manifest, tmp_path / "ddp", *steps, "--micro-batch", "2")))
+    assert res.stdout.count("checkpoint written to") == 1
+    one, accum, ddp = (_tensors(tmp_path / k) for k in ("one", "accum", "ddp"))
+    assert len(one) == 6 * 2 + 2  # 6 LayerNorms (gamma, beta) + head weight and bias
+    start = _tensors_at_init()
+    for k in one:
+        assert not np.allclose(one[k].numpy(), start[k].numpy()), f"{k} did not train"
+        np.testing.assert_allclose(accum[k].numpy(), one[k].numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
+        np.testing.assert_allclose(ddp[k].numpy(), one[k].numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
+    import json
+    logs = [json.loads((tmp_path / k / "train_log.jsonl").read_text()) for k in ("one", "ddp")]
+    assert logs[0]["step"] == logs[1]["step"] == 3
+    assert abs(logs[0]["train_loss"] - logs[1]["train_loss"]) < 1e-5  # the log holds the all-rank mean
+    assert not list((tmp_path / "ddp").glob("*.tmp"))
+
+
+def _tensors_at_init() -> dict:
+    """The trainable tensors before any step (same seeding as dfdet.train)."""
+    from dfdet.backbone import load_clip
+    from dfdet.config import BackboneConfig
+    from dfdet.model import build_model, trainable_state
+    from dfdet.train import seed_everything
+    clip = load_clip(BackboneConfig(model="dfdet-tiny-vit", pretrained=None))
+    seed_everything(42)
+    return {k: v.clone() for k, v in trainable_state(build_model(clip, "ln_tuning")).items()}
+
+
+def test_batch_that_does_not_split_over_processes_is_refused():
+    from dfdet.errors import DataError
+    from dfdet.train import micro_batches
+    assert micro_batches(128, 8) == (16, 1) and micro_batches(128, 8, 4) == (4, 4) and micro_batches(128, 1) == (128, 1)
+    with pytest.raises(DataError, match="multiple of 3"):
+        micro_batches(128, 3)
+    with pytest.raises(DataError, match="must divide"):
+        micro_batches(128, 2, 48)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _rank_pid(launcher: int, rank: int) -> int | None:
+    for pid in _children(launcher):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in env:
+            return pid
+    return None
+
+
+def test_a_killed_rank_fails_the_run_with_a_message(dfdc_manifest, tmp_path):
+    """Rank 1 is killed once the run has saved its first epoch; the job ends (no hang) with a non-zero
+    status, says which rank failed, and keeps the state to resume from."""
+    import signal
+    import time
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_torchrun_cmd(_train_args(dfdc_manifest, out, "--epochs", "1000"), 2), env=_env(),
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 150
+        while not (out / "resume.safetensors").exists():  # known progress: epoch 1 is saved
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no epoch finished"
+            time.sleep(0.1)
+        victim = _rank_pid(proc.pid, 1)
+        assert victim is not None
+        os.kill(victim, signal.SIGKILL)
+        _, err = proc.communicate(timeout=120)  # DFDET_DIST_TIMEOUT=60 bounds any wait on the dead rank
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode != 0
+    # torchrun names the killed rank; rank 0 says why it stopped (or was stopped by torchrun first)
+    assert re.search(r"rank\s*:\s*1 \(local_rank.*\n\s*exitcode\s*:\s*-9", err) and "SIGKILL" in err, err[-3000:]
+    assert "another process of this job died or stopped answering" in err or "interrupted" in err, err[-3000:]
+    assert (out / "resume.safetensors").is_file() and not (out / "model.safetensors").exists()

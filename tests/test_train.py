@@ -42,7 +42,8 @@ def test_config_overrides_and_unknown_keys():
 
 @pytest.mark.parametrize("method", ["ln_norm_slerp", "ln_tuning"])
 def test_loss_falls_on_real_crops(dfdc_manifest, tmp_path, method):
-    out = train(_cfg(dfdc_manifest, tmp_path / method, method=method, epochs=4, lr=1e-2, min_lr=1e-2))
+    # lr 3e-3: at 1e-2 ln_tuning's epoch losses on 48 crops swing with the shuffle order (DistributedSampler's)
+    out = train(_cfg(dfdc_manifest, tmp_path / method, method=method, epochs=4, lr=3e-3, min_lr=3e-3))
     log = _log(out)
     losses = [r["train_loss"] for r in log]
     assert all(torch.isfinite(torch.tensor(losses)))

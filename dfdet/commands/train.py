@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..cli import add_backbone_args, backbone_from_args, resolve_device
 from ..config import apply_overrides, from_dict, load_yaml, to_dict
+from ..errors import DataError
 from ..methods import METHODS, get_method
 
 
@@ -22,7 +23,9 @@ def add_arguments(p) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set lr=1e-4 --set backbone.model=ViT-B-16")
     p.add_argument("--epochs", type=int, help="epochs (paper: 10)")
-    p.add_argument("--batch-size", type=int, help="batch size (paper: 128)")
+    p.add_argument("--batch-size", type=int, help="global batch per optimiser step, over all processes (paper: 128)")
+    p.add_argument("--micro-batch", type=int,
+                   help="images per forward per process; smaller than batch-size/processes accumulates gradients")
     p.add_argument("--lr", type=float, help="peak learning rate (paper: 8e-5)")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (smoke runs)")
     p.add_argument("--seed", type=int, help="random seed (paper: 42)")
@@ -43,7 +46,8 @@ def build_config(args):
     if args.config:
         data.update(load_yaml(args.config))
     flags = {"method": spec.name, "manifest": args.manifest, "data_root": args.data_root, "datasets": args.datasets,
-             "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "max_steps": args.max_steps,
+             "epochs": args.epochs, "batch_size": args.batch_size, "micro_batch": args.micro_batch, "lr": args.lr,
+             "max_steps": args.max_steps,
              "seed": args.seed, "out": args.out}
     if not args.out and not (args.config and "out" in load_yaml(args.config)):
         flags["out"] = f"checkpoints/{spec.name}"
@@ -57,6 +61,10 @@ def build_config(args):
 
 def run(args) -> int:
     cfg, train_fn = build_config(args)
+    from ..distributed import launched, world
+    if launched() and get_method(cfg.method).family != "ln":
+        raise DataError(f"{cfg.method} trains in one process; start it with `dfdet train`, not torchrun")
     folder = train_fn(cfg)
-    print(f"checkpoint written to {folder}")
+    if world().main:
+        print(f"checkpoint written to {folder}")
     return 0

@@ -27,13 +27,14 @@ def slerp(x: torch.Tensor, y: torch.Tensor, t: torch.Tensor | float, eps: float 
 
 
 def same_class_partners(labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """For each row, the index of a random row with the same label (itself if it is alone in its class)."""
+    """For each row, a row of the same label: a random permutation within each class, as the reference
+    pairs them (src/model/dfdet.py:291-294, torch.randperm); a row alone in its class keeps itself."""
     n = labels.shape[0]
     idx = torch.arange(n, device=labels.device)
     partner = idx.clone()
     for c in labels.unique():
         members = idx[labels == c]
-        pick = torch.randint(len(members), (len(members),), generator=generator, device="cpu").to(labels.device)
+        pick = torch.randperm(len(members), generator=generator, device="cpu").to(labels.device)
         partner[members] = members[pick]
     return partner
 

@@ -75,10 +75,11 @@ def autocast(device: torch.device, precision: str):
 
 
 def cosine_lr(step: int, total: int, lr: float, min_lr: float) -> float:
-    """Cosine annealing from lr at step 0 to min_lr at the last step."""
-    if total <= 1:
+    """CosineAnnealingLR(T_max=total, eta_min=min_lr) stepped once per batch, as the reference schedules
+    it (src/model/dfdet.py:636-647): lr at step 0, reaching min_lr at step `total` (one past the last)."""
+    if total <= 0:
         return lr
-    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * step / (total - 1)))
+    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * step / total))
 
 
 def load_splits(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame, Path]:

@@ -135,3 +135,14 @@ def test_videos_are_grouped_by_dataset_source_and_name():
     assert len(v) == 3
     assert v.loc[("FF", "real", "000"), "s"] == pytest.approx(0.2)
     assert v.loc[("CDF", "synth", "000"), "label"] == 1 and v.loc[("CDF", "real", "000"), "label"] == 0
+
+
+def test_slerp_partners_are_a_permutation_within_each_class():
+    """The reference pairs each class with torch.randperm of itself (src/model/dfdet.py:291-294)."""
+    from dfdet.slerp import same_class_partners
+    labels = torch.tensor([0, 1, 0, 0, 1, 0, 1, 1, 0, 0] * 4)
+    for seed in range(5):
+        p = same_class_partners(labels, torch.Generator().manual_seed(seed))
+        for c in (0, 1):
+            members = (labels == c).nonzero().flatten()
+            assert sorted(p[members].tolist()) == members.tolist()  # every feature is used once as a partner

@@ -24,12 +24,21 @@ def _log(out):
 
 
 def test_paper_recipe_is_the_default():
+    """Values of the reference's get_train_config (run.py:99-113) and Config (src/config.py:87, 121)."""
     c = TrainConfig()
     assert (c.batch_size, c.epochs, c.lr, c.min_lr, c.weight_decay, c.seed) == (128, 10, 8e-5, 5e-5, 0.0, 42)
     assert c.backbone.model == "ViT-L-14" and c.backbone.pretrained == "openai" and c.backbone.quick_gelu
-    assert cosine_lr(0, 100, 8e-5, 5e-5) == pytest.approx(8e-5)
-    assert cosine_lr(99, 100, 8e-5, 5e-5) == pytest.approx(5e-5)
-    assert 5e-5 < cosine_lr(50, 100, 8e-5, 5e-5) < 8e-5
+
+
+def test_cosine_schedule_is_torchs_cosine_annealing_per_step():
+    """The reference steps torch's CosineAnnealingLR(T_max=epochs*len(loader), eta_min=min_lr) every batch."""
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([p], lr=8e-5)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=100, eta_min=5e-5)
+    for step in range(100):
+        assert cosine_lr(step, 100, 8e-5, 5e-5) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-9, abs=1e-15)
+        opt.step()
+        sched.step()
 
 
 def test_config_overrides_and_unknown_keys():

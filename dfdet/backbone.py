@@ -112,7 +112,7 @@ def load_clip(cfg: BackboneConfig, device: str | torch.device = "cpu") -> Loaded
         raise WeightsUnavailable(f"unknown open_clip model {cfg.model!r}; e.g. ViT-L-14, ViT-B-16, {TINY_MODEL}")
     path = resolve_weights_file(cfg)
     if path and str(path).endswith(".safetensors"):
-        from .hub.imported import is_backbone_file, load_imported_backbone
+        from .backbone_file import is_backbone_file
         if is_backbone_file(path):  # vision tower written by `dfdet import-checkpoint` (no text tower)
             return load_imported_backbone(path, device, expect_model=cfg.model)
     pretrained = path or cfg.pretrained
@@ -244,3 +244,43 @@ def block_forward(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def _text_tower_unused(*_args, **_kwargs):
+    raise WeightsUnavailable("this CLIP was built from an imported vision-only backbone: its text tower is random "
+                             "and must not be used; text-guided methods need real CLIP weights (--clip-weights)")
+
+
+def load_imported_backbone(path: str | Path, device: str | torch.device = "cpu",
+                           expect_model: str | None = None) -> LoadedClip:
+    """A LoadedClip whose vision tower is an imported backbone file (text tower random and disabled).
+
+    `path` is the file or the checkpoint folder holding it; `expect_model`, if given, must be its architecture.
+    """
+    import open_clip
+    from safetensors.torch import load_file
+
+    from .backbone_file import backbone_file_info
+    info = backbone_file_info(path)
+    if expect_model and expect_model != info["model"]:
+        raise WeightsUnavailable(f"{info['path']} holds a {info['model']} backbone, but {expect_model} was asked for; "
+                                 f"pass --model {info['model']}")
+    _register_configs()
+    torch.manual_seed(0)
+    with contextlib.redirect_stderr(io.StringIO()):
+        model = open_clip.create_model(info["model"], pretrained=None, force_quick_gelu=info["quick_gelu"])
+    visual = load_file(str(info["path"]))
+    if "proj" not in visual:
+        model.visual.proj = None  # the source carried no projection; z_cls does not need one
+    try:
+        model.visual.load_state_dict(visual, strict=True)
+    except RuntimeError as err:
+        raise WeightsUnavailable(f"{info['path']} does not fit open_clip {info['model']}: {err}") from None
+    model.text_tower_random = True  # flag for anything that inspects the model
+    model.encode_text = _text_tower_unused
+    model.to(device).eval()
+    size = model.visual.image_size
+    cfg = BackboneConfig(model=info["model"], pretrained=info["weights"], weights=str(info["path"]),
+                         quick_gelu=info["quick_gelu"])
+    return LoadedClip(model=model, config=cfg,
+                      preprocess=clip_transform(size[0] if isinstance(size, (tuple, list)) else size))

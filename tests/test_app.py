@@ -17,7 +17,7 @@ from dfdet.methods import PAPER_METHODS, get_method
 from dfdet.viz.plots import DEMO_NOTE
 from dfdet.viz.session import AppConfig, Session
 
-from test_app_helpers import load_app_module, make_real_run, start_app
+from test_app_helpers import demo_session, load_app_module
 
 
 @pytest.fixture(autouse=True)
@@ -28,14 +28,24 @@ def _gradio_tmp():
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, shared, tiny_cfg):
+    """The app as `python app.py` starts it on a machine without CLIP weights: the page is built and served
+    first, then demo mode is built in the background (here from pre-built test assets: the real build
+    trains for a minute) and its run appears. Every documented endpoint is then called with that run."""
     from gradio_client import Client
     tmp = tmp_path_factory.mktemp("app")
     mp = pytest.MonkeyPatch()
     mp.setenv("GRADIO_TEMP_DIR", str(tmp / "gradio"))
     mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-    app, session, run, mod = start_app(tmp, shared, tiny_cfg)
+    session, assets = demo_session(tmp, shared, tiny_cfg, mp)
+    mod = load_app_module()
+    app = mod.build_app(session)  # before the demo run exists: the run lists are empty at build time
+    assert not session.runs
+    mod.launch(app, prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    session.load_models_async()
+    assert session.startup.loaded.wait(120) and session.status.mode == "demo", session.banner()
+    session.start_warm_up()
     client = Client(app.local_url, verbose=False, download_files=str(tmp / "downloads"))
-    yield {"client": client, "session": session, "run": run.name, "tmp": tmp, "app": app, "mod": mod}
+    yield {"client": client, "session": session, "run": "demo", "tmp": tmp, "app": app, "mod": mod, "assets": assets}
     app.close()
     mp.undo()
 
@@ -214,9 +224,13 @@ def test_roc_view_legend_metrics_and_confusion(env):
     names = [tr["name"] for tr in f["data"] if "AUROC" in tr.get("name", "")]
     assert len(names) == 1 + 4  # chance line + 2 methods x 2 datasets
     rec = [r for r in run.roc if r["method"] == "ln_norm" and r["dataset"] == "FF" and r["level"] == "frame"][0]
-    assert f"LN + Norm · FF (AUROC {rec['auroc']:.3f})" in names
+    n_ff = int((run.predictions["dataset"] == "FF").sum())
+    assert f"LN + Norm · FF (AUROC {rec['auroc']:.3f}, n={n_ff})" in names  # n beside every AUROC
     m = table(metrics)
-    assert set(m.columns) >= {"auroc", "ap_fake", "map_macro", "eer", "balanced_accuracy", "precision", "recall", "f1"}
+    assert set(m.columns) >= {"n real", "n fake", "auroc", "auroc 95% CI", "TPR@5%FPR", "TPR 95% CI", "ap_fake", "map_macro", "eer"}
+    assert list(m["method"]) == ["Linear probe", "Linear probe", "LN + Norm", "LN + Norm"]  # registry order
+    ff = m[m["dataset"] == "FF"].iloc[0]
+    assert int(ff["n real"]) + int(ff["n fake"]) == n_ff and ff["note"].startswith("⚠ small n")
     cf = table(conf)
     preds = run.predictions[run.predictions["dataset"] == "FF"]
     p = preds["p_fake__ln_norm"].to_numpy()
@@ -233,6 +247,25 @@ def test_roc_threshold_moves_the_counts(env):
     n_videos = env["session"].run(env["run"]).predictions.query("dataset == 'FF'")["video"].nunique()
     assert int(low["TP"]) + int(low["FP"]) == n_videos  # threshold 0: everything called fake
     assert int(high["TN"]) + int(high["FN"]) >= n_videos - 1  # threshold 1: (almost) nothing is
+    with pytest.raises(Exception, match="1.5"):  # refused with a message, not counted as "nothing is fake"
+        env["client"].predict(env["run"], ["ln_norm"], ["FF"], "video", 1.5, api_name="/roc")
+
+
+def test_slerp_refuses_a_path_from_a_face_to_itself_and_fractional_rows(env):
+    with pytest.raises(Exception, match="same row"):
+        env["client"].predict(env["run"], "ln_norm", 3, 3, "label", "2-D", api_name="/slerp_path")
+    with pytest.raises(Exception, match="whole number"):
+        env["client"].predict(env["run"], "ln_norm", 3.7, api_name="/point")
+
+
+def test_a_known_face_says_its_ground_truth_and_whether_each_method_was_right(env):
+    out = env["client"].predict("samples", 0, api_name="/predict_sample")
+    df = table(out[2])
+    truth = "fake" if int(env["session"].samples.iloc[0]["label"]) else "real"
+    for _, r in df.iterrows():
+        assert r["right?"] == ("✓ right" if r["verdict"].split(" ")[0] == truth else "✗ wrong")
+    assert list(df.columns[:6]) == ["method", "p_real", "p_fake", "verdict", "trainable params (dfdet-tiny-vit)",
+                                    "status"]  # the counts name their backbone
 
 
 def test_errors_galleries_are_real_mistakes(env):
@@ -249,44 +282,33 @@ def test_errors_galleries_are_real_mistakes(env):
 
 
 def test_demo_button_is_a_no_op_message_when_models_are_live_or_demo(env):
-    out = env["client"].predict(api_name="/start_demo")
-    assert "DEMO" in out[0] or "Models" in out[0]
+    banner, msg = env["client"].predict(api_name="/start_demo")
+    assert "DEMO" in banner and msg.startswith("Demo mode is on")
+    assert env["session"].startup.demo.state == "done"  # one build, by the server; a visitor cannot start another
 
 
-def test_app_without_weights_starts_explains_and_offers_demo(tmp_path, monkeypatch, tiny_cfg, shared):
-    """No CLIP weights and no network: the app still builds, says what is missing, and demo mode works."""
-    import dfdet.backbone
-    from dfdet.errors import WeightsUnavailable
-    real_load = dfdet.backbone.load_clip
-
-    def no_weights(cfg, device="cpu"):
-        if cfg.pretrained:
-            raise WeightsUnavailable("CLIP weights for ViT-L-14 (pretrained='openai') are not on this machine")
-        return real_load(cfg, device)
-    monkeypatch.setattr(dfdet.backbone, "load_clip", no_weights)
-    run, ckpt, _ = make_real_run(real_load(tiny_cfg), shared, tmp_path / "built")
-    import dfdet.demo as demo_mod
-
-    def fake_ensure_demo(root, progress=print, **kw):  # the real one trains for minutes; reuse the built assets
-        progress("demo: reusing test assets")
-        return demo_mod.DemoAssets(tiny_cfg, ckpt, run, tmp_path / "manifest.csv", shared / "datasets")
-    monkeypatch.setattr(demo_mod, "ensure_demo", fake_ensure_demo)
-    from dfdet.config import BackboneConfig
-    s = Session(AppConfig(runs=str(tmp_path / "none"), backbone=BackboneConfig(), cache_dir=str(tmp_path / "c"),
-                          demo_root=str(tmp_path / "demo"), methods=list(PAPER_METHODS)))
-    assert s.status.mode == "none" and s.bank is None
-    banner = s.banner()
-    assert "--clip-weights" in banner and "DFDET_CLIP_WEIGHTS" in banner and "demo mode" in banner
-    app = load_app_module().build_app(s)  # builds with no model and no runs
-    assert app is not None
-    with pytest.raises(Exception) as err:
-        s.analyse_sample("samples", 0)
-    assert "--clip-weights" in str(err.value)
-    msg = s.enable_demo()
-    assert "meaningless" in msg and s.status.mode == "demo"
-    assert s.run_is_demo(s.runs["demo"]) and "DEMO" in s.banner()
-    pred = s.analyse_sample("samples", 0)
-    assert pred.demo and all("meaningless" in v for v in pred.table["verdict"])
+def test_app_without_weights_starts_explains_and_offers_demo(tmp_path, tiny_cfg, shared):
+    """--demo offer: no CLIP weights, the app builds, says what is missing, and demo mode is built once."""
+    mp = pytest.MonkeyPatch()
+    try:
+        s, _ = demo_session(tmp_path, shared, tiny_cfg, mp, demo="offer")
+        s.startup.load_models()
+        assert s.status.mode == "none" and s.bank is None
+        banner = s.banner()
+        assert "--clip-weights" in banner and "DFDET_CLIP_WEIGHTS" in banner and "demo mode" in banner
+        app = load_app_module().build_app(s)  # builds with no model and no runs
+        assert app is not None
+        with pytest.raises(Exception) as err:
+            s.analyse_sample("samples", 0)
+        assert "--clip-weights" in str(err.value)
+        msg = s.enable_demo()
+        assert "meaningless" in msg and s.status.mode == "demo"
+        assert s.run_is_demo(s.runs["demo"]) and "DEMO" in s.banner()
+        pred = s.analyse_sample("samples", 0)
+        assert pred.demo and all("meaningless" in v for v in pred.table["verdict"])
+        assert s.startup.request_demo().startswith("Demo mode is on")  # asking again builds nothing
+    finally:
+        mp.undo()
 
 
 def test_status_endpoint_reports_the_models(env):

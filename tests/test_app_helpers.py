@@ -113,3 +113,29 @@ def start_app(tmp: Path, shared: Path, tiny_cfg):
     app = mod.build_app(session)
     mod.launch(app, prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     return app, session, run, mod
+
+
+def demo_session(tmp: Path, shared: Path, tiny_cfg, mp, demo: str = "auto"):
+    """A Session whose CLIP weights are missing and whose demo build reuses a real tiny run (fast)."""
+    import dfdet.backbone
+    from dfdet.viz.session import AppConfig, Session
+    import dfdet.demo as demo_mod
+    from dfdet.config import BackboneConfig
+    from dfdet.errors import WeightsUnavailable
+    real_load = dfdet.backbone.load_clip
+    run, ckpt, manifest = make_real_run(real_load(tiny_cfg), shared, tmp / "built")
+
+    def no_weights(cfg, device="cpu"):
+        if cfg.pretrained:
+            raise WeightsUnavailable("CLIP weights for ViT-L-14 (pretrained='openai') are not on this machine")
+        return real_load(cfg, device)
+
+    def fake_ensure_demo(root, progress=None, **kw):
+        if progress is not None:
+            progress(1, 1, "reuse the test assets", 0.0)
+        return demo_mod.DemoAssets(tiny_cfg, ckpt, run, manifest, shared / "datasets")
+    mp.setattr(dfdet.backbone, "load_clip", no_weights)
+    mp.setattr(demo_mod, "ensure_demo", fake_ensure_demo)
+    cfg = AppConfig(runs=str(tmp / "no_runs"), backbone=BackboneConfig(), cache_dir=str(tmp / "cache"),
+                    demo_root=str(tmp / "demo"), methods=list(PAPER_METHODS), demo=demo)
+    return Session(cfg, load_models=False), (run, ckpt)

@@ -126,13 +126,51 @@ def test_metrics_table_and_curves_select_what_was_asked(synth):
     assert m["auroc"].iloc[0] == pytest.approx(stored["auroc"].iloc[0], abs=1e-4)
     curves = roc.curves(synth, ["linear_probe", "ln_norm"], ["DS0"], "video")
     assert [c["name"] for c in curves] == ["Linear probe · DS0", "LN + Norm · DS0"]
+    d = synth.predictions.query("dataset == 'DS1'")
+    assert (m["n real"].iloc[0], m["n fake"].iloc[0]) == ((d["label"] == 0).sum(), (d["label"] == 1).sum())
+    assert "small n" in m["note"].iloc[0]  # 10 faces per class: flagged
+    lo, hi = (float(x) for x in m["auroc 95% CI"].iloc[0].split(" to "))
+    assert lo <= m["auroc"].iloc[0] <= hi
+
+
+def test_bootstrap_intervals_match_the_definitions():
+    rng = np.random.default_rng(1)
+    y = np.r_[np.zeros(200), np.ones(200)].astype(int)
+    s = np.r_[rng.normal(0, 1, 200), rng.normal(1, 1, 200)]
+    b = roc.bootstrap(y, s)
+    from dfdet.metrics import auroc
+    assert b["auroc"] == pytest.approx(auroc(y, s), abs=1e-3)
+    neg = np.sort(s[y == 0])[::-1]
+    thr = neg[int(np.floor(roc.TARGET_FPR * 200))]  # 10 negatives may lie above the threshold
+    assert ((neg > thr).mean() <= roc.TARGET_FPR) and b["tpr"] == pytest.approx((s[y == 1] > thr).mean())
+    assert b["auroc_lo"] < b["auroc"] < b["auroc_hi"] and b["tpr_lo"] < b["tpr"] < b["tpr_hi"]
+    assert 0.04 < b["auroc_hi"] - b["auroc_lo"] < 0.15  # ~ +-2 standard errors of an AUROC of 0.76 at n=200
+    tiny = roc.bootstrap(np.array([0, 0, 1, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9, 0.7]))
+    assert tiny["auroc"] == 1.0 and tiny["auroc_lo"] == 1.0  # perfect separation: the flag, not the CI, warns
+    assert roc.small_n_note(2, 3, "video").startswith("⚠ small n (2 videos")
+
+
+def test_one_order_and_one_colour_per_method():
+    from dfdet.methods import METHODS
+    from dfdet.viz import style
+    names = list(METHODS)
+    assert style.method_order(reversed(names)) == names
+    colors = [style.method_color(m) for m in names]
+    assert len(set(colors[:len(style.METHOD_PALETTE) - 1])) == min(len(names), len(style.METHOD_PALETTE) - 1)
+    assert not {"#1f77b4", "#d62728"} & set(colors)  # real/fake colours of the sphere are never a method's
+    table = pd.DataFrame({"method": [METHODS["ln_norm"].label, METHODS["linear_probe"].label], "p_fake": [0.7, 0.2]})
+    bars = plots.probability_bars(table, demo=False).to_plotly_json()["data"][0]
+    assert list(bars["marker"]["color"]) == [style.method_color("ln_norm"), style.method_color("linear_probe")]
 
 
 def test_roc_figure_legend_and_operating_point(synth):
     curves = roc.curves(synth, ["ln_norm"], ["DS0"], "frame")
     fig = plots.roc_figure(curves, demo=True, threshold=0.5).to_plotly_json()
     names = [t.get("name") for t in fig["data"]]
-    assert f"LN + Norm · DS0 (AUROC {curves[0]['auroc']:.3f})" in names
+    n = len(synth.predictions.query("dataset == 'DS0'"))
+    assert f"LN + Norm · DS0 (AUROC {curves[0]['auroc']:.3f}, n={n})" in names  # n beside every number
+    dots = [t for t in fig["data"] if t.get("name") == "LN + Norm · DS0 at threshold"]
+    assert len(dots) == 1 and "threshold 0.50" in fig["layout"]["title"]["text"]  # operating point marked
     assert plots.DEMO_NOTE in fig["layout"]["title"]["text"]
     thr = np.array([np.inf, 0.9, 0.7, 0.5, 0.2])
     assert plots.operating_point(thr, 0.5) == 3 and plots.operating_point(thr, 0.95) == 0

@@ -21,7 +21,7 @@ from dfdet.cli import main  # noqa: E402
 from dfdet.errors import CheckpointError  # noqa: E402
 from dfdet.hub import imported  # noqa: E402
 from dfdet.hub.imported import BACKBONE_FILE, load_imported_backbone  # noqa: E402
-from dfdet.hub.paper import SOURCE, convert_paper, load_lightning_checkpoint  # noqa: E402
+from dfdet.hub.paper import DISPLAY_NAME, SOURCE, convert_paper, load_lightning_checkpoint  # noqa: E402
 from dfdet.inference import DetectorBank  # noqa: E402
 from dfdet.methods import METHODS, PAPER_METHODS, get_method  # noqa: E402
 from dfdet.model import build_model  # noqa: E402
@@ -67,7 +67,7 @@ def test_paper_checkpoint_imports_and_matches_hf_peft(tmp_path, method):
 
     meta = read_meta(out)
     assert meta["method"] == method
-    assert meta["display_name"] == "paper checkpoint" and meta["source"] == SOURCE
+    assert meta["display_name"] == DISPLAY_NAME and meta["source"] == SOURCE
     assert meta["backbone"] == {"model": "dfdet-tiny-vit", "weights": meta["backbone"]["weights"]}
     assert meta["config"]["slerp_feature_augmentation"] == f["slerp"]
     n_sd = len(model.state_dict())
@@ -122,7 +122,7 @@ def test_imported_checkpoint_is_its_own_row_in_the_bank(tmp_path, monkeypatch):
     bank = DetectorBank(clip, tmp_path / "checkpoints", methods=list(PAPER_METHODS))
     entry = bank.entries["paper"]
     assert entry.status == "ready", entry.message
-    assert entry.label == "paper checkpoint" and entry.trainable_params == meta["trainable_params"]
+    assert entry.label == DISPLAY_NAME and entry.trainable_params == meta["trainable_params"]
     # the other methods keep their rows (the bank lists a method's "not trained" row only if no folder has it)
     assert set(PAPER_METHODS) - {meta["method"]} <= set(bank.entries)
     x = pixels(2, seed=3)

@@ -52,13 +52,17 @@ class LocalHub:
 
     def list_repo_files(self, repo_id, *, revision=None, repo_type=None):
         self.calls.append(("list_repo_files", repo_id))
-        return sorted(p.name for p in self._repo(repo_id).iterdir())
+        root = self._repo(repo_id)
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
     def snapshot_download(self, repo_id, *, revision=None, repo_type=None, allow_patterns=None, local_dir=None):
         self.calls.append(("snapshot_download", repo_id, sorted(allow_patterns)))
-        for p in self._repo(repo_id).iterdir():
-            if allow_patterns is None or p.name in allow_patterns:
-                shutil.copy2(p, Path(local_dir) / p.name)
+        root = self._repo(repo_id)
+        for p in root.rglob("*"):
+            rel = p.relative_to(root).as_posix()
+            if p.is_file() and (allow_patterns is None or rel in allow_patterns):
+                (Path(local_dir) / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(p, Path(local_dir) / rel)
         return str(local_dir)
 
 
@@ -119,11 +123,11 @@ def test_model_card_states_method_backbone_data_and_metrics(tmp_path, tiny_clip)
 
 def test_card_of_an_openai_backbone_names_its_base_model():
     meta = {"method": "ln_norm_slerp", "backbone": {"model": "ViT-L-14", "weights": "openai"},
-            "display_name": "paper checkpoint", "source": "imported from the paper's checkpoint",
+            "display_name": "Paper (authors' model)", "source": "imported from the paper's checkpoint",
             "imported": {"file": "model.ckpt"}, "val_metrics": None, "backbone_file": {"file": "backbone.safetensors"}}
     card = model_card(meta)
     assert "base_model: openai/clip-vit-large-patch14" in card and "randomly initialised" not in card
-    assert "# paper checkpoint" in card and "Imported from the paper's checkpoint (model.ckpt)." in card
+    assert "# Paper (authors' model)" in card and "Imported from the paper's checkpoint (model.ckpt)." in card
     assert "the imported source ships none" in card
     assert "--clip-weights checkpoints/REPO_ID/backbone.safetensors" in card
 

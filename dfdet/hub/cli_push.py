@@ -1,4 +1,7 @@
-"""Publish a dfdet checkpoint folder to the Hugging Face Hub, with a generated model card.
+"""Publish a dfdet checkpoint folder, or a run folder, to the Hugging Face Hub, with a generated card.
+
+A run folder (run.json, predictions, metrics, ROC, embeddings: what `dfdet evaluate` writes) is
+published whole, so every dashboard started with `--hub-runs OWNER/NAME` shows it.
 
 Uploads model.safetensors, dfdet.json (and backbone.safetensors of an imported model) plus a
 README.md model card stating method, backbone, training data and validation metrics, all read
@@ -8,7 +11,8 @@ from __future__ import annotations
 
 
 def add_arguments(p) -> None:
-    p.add_argument("checkpoint", help="dfdet checkpoint folder (model.safetensors + dfdet.json)")
+    p.add_argument("checkpoint", help="dfdet checkpoint folder (model.safetensors + dfdet.json), or a run folder "
+                                      "written by `dfdet evaluate` (run.json ...)")
     p.add_argument("repo_id", help="Hub model repository, OWNER/NAME; created if it does not exist")
     p.add_argument("--private", action="store_true", help="create the repository as private")
     p.add_argument("--token", default=None, help="Hugging Face token (if unset: the logged-in one or $HF_TOKEN)")
@@ -18,7 +22,15 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     from .remote import push
+    if (Path(args.checkpoint) / "run.json").is_file():
+        from .space import push_run
+        url = push_run(args.checkpoint, args.repo_id, private=args.private or None, token=args.token,
+                       message=args.message)
+        print(f"pushed run {args.checkpoint} to {args.repo_id}: {url}")
+        return 0
     if args.card_only:
         from ..checkpoint import read_meta
         from .card import model_card

@@ -25,7 +25,7 @@ from .imported import (HEAD_KEYS, ImportedModel, check_head, infer_arch, jsonabl
 FORMAT = "gend-safetensors"
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
-DISPLAY_NAME = "GenD checkpoint"
+DISPLAY_NAME = "GenD (authors' model)"
 SOURCE = "imported from GenD's released checkpoint"
 _LN = re.compile(r"(^|\.)(pre_layrnorm|post_layernorm|layer_norm1|layer_norm2)\.")
 

@@ -18,18 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..backbone import TINY_MODEL, LoadedClip, clip_transform
+from ..backbone import TINY_MODEL, load_imported_backbone  # noqa: F401 - re-exported
+# The file format lives in dfdet.backbone_file, which dfdet.backbone reads: dfdet.backbone never imports hub.
+from ..backbone_file import BACKBONE_FILE, BACKBONE_FORMAT, backbone_file_info, is_backbone_file  # noqa: F401
 from ..checkpoint import META_FILE, WEIGHTS_FILE, file_sha256, save_checkpoint
-from ..config import BackboneConfig
-from ..errors import CheckpointError, WeightsUnavailable
+from ..errors import CheckpointError
 from ..hf_convert import ConversionError, VisionShape, hf_to_open_clip, open_clip_name
 from ..methods import METHODS, MethodSpec
 
-BACKBONE_FILE = "backbone.safetensors"  # full open_clip `visual` state dict, next to the overlay
-BACKBONE_FORMAT = "dfdet-backbone/1"
 HEAD_KEYS = ("model.linear.weight", "model.linear.bias")  # LinearProbe head of the paper and of GenD
 
 # HF hub names of OpenAI's CLIP -> open_clip architecture with the same tower ("openai" weights).
@@ -229,75 +227,6 @@ def write_imported(model: ImportedModel, out: str | Path, force: bool = False) -
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
     return out
-
-
-def is_backbone_file(path: str | Path) -> bool:
-    """Cheap header check: is this a dfdet backbone file (rather than a whole open_clip checkpoint)?"""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return (f.metadata() or {}).get("format") == BACKBONE_FORMAT
-    except Exception:  # not safetensors at all
-        return False
-
-
-def backbone_file_info(path: str | Path) -> dict:
-    path = Path(path)
-    if path.is_dir():
-        path = path / BACKBONE_FILE
-    if not path.is_file():
-        raise WeightsUnavailable(f"no imported backbone at {path}; create one with `dfdet import-checkpoint`")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            info = dict(f.metadata() or {})
-    except Exception as err:  # safetensors raises on anything that is not a valid header
-        raise WeightsUnavailable(f"{path} is not a valid safetensors file ({err})") from None
-    if info.get("format") != BACKBONE_FORMAT:
-        raise WeightsUnavailable(f"{path} is not a dfdet backbone file (format {info.get('format')!r}, "
-                                 f"expected {BACKBONE_FORMAT})")
-    return {**info, "path": path, "quick_gelu": json.loads(info.get("quick_gelu", "true"))}
-
-
-def _text_tower_unused(*_args, **_kwargs):
-    raise WeightsUnavailable("this CLIP was built from an imported vision-only backbone: its text tower is random "
-                             "and must not be used; text-guided methods need real CLIP weights (--clip-weights)")
-
-
-def load_imported_backbone(path: str | Path, device: str | torch.device = "cpu",
-                           expect_model: str | None = None) -> LoadedClip:
-    """A LoadedClip whose vision tower is an imported backbone file (text tower random and disabled).
-
-    `path` is the file or the checkpoint folder holding it; `expect_model`, if given, must be its architecture.
-    """
-    import contextlib
-    import io
-
-    import open_clip
-
-    from ..backbone import _register_configs
-    from safetensors.torch import load_file
-    info = backbone_file_info(path)
-    if expect_model and expect_model != info["model"]:
-        raise WeightsUnavailable(f"{info['path']} holds a {info['model']} backbone, but {expect_model} was asked for; "
-                                 f"pass --model {info['model']}")
-    _register_configs()
-    torch.manual_seed(0)
-    with contextlib.redirect_stderr(io.StringIO()):
-        model = open_clip.create_model(info["model"], pretrained=None, force_quick_gelu=info["quick_gelu"])
-    visual = load_file(str(info["path"]))
-    if "proj" not in visual:
-        model.visual.proj = None  # the source carried no projection; z_cls does not need one
-    try:
-        model.visual.load_state_dict(visual, strict=True)
-    except RuntimeError as err:
-        raise WeightsUnavailable(f"{info['path']} does not fit open_clip {info['model']}: {err}") from None
-    model.text_tower_random = True  # flag for anything that inspects the model
-    model.encode_text = _text_tower_unused
-    model.to(device).eval()
-    size = model.visual.image_size
-    cfg = BackboneConfig(model=info["model"], pretrained=info["weights"], weights=str(info["path"]),
-                         quick_gelu=info["quick_gelu"])
-    return LoadedClip(model=model, config=cfg,
-                      preprocess=clip_transform(size[0] if isinstance(size, (tuple, list)) else size))
 
 
 def is_imported(folder: str | Path) -> bool:

@@ -28,7 +28,7 @@ from .imported import (HEAD_KEYS, OPENAI_HF_NAMES, ImportedModel, check_head, in
                        split_peft_tower, tensors_sha256, to_open_clip)
 
 FORMAT = "lightning+peft"
-DISPLAY_NAME = "paper checkpoint"
+DISPLAY_NAME = "Paper (authors' model)"
 SOURCE = "imported from the paper's checkpoint"
 
 

@@ -80,7 +80,10 @@ def trainable_counts(model: str = "ViT-L-14") -> dict[str, int | None]:
         if not spec.trainable:
             out[name] = 0
             continue
-        if spec.family != "ln":  # other families set their trainable parts in their trainers: no honest count here
+        if spec.family == "text" and spec.trains == "encoders":  # dfdet.text.train.set_trainable: both towers
+            out[name] = sum(p.numel() for n, p in clip.named_parameters() if n not in ("logit_scale", "logit_bias"))
+            continue
+        if spec.family != "ln":  # a family whose trainable set is not known here: no made-up count
             out[name] = None
             continue
         try:
@@ -109,14 +112,24 @@ def method_table(model: str = "ViT-L-14", loaded: dict[str, int] | None = None) 
     return df
 
 
-def method_markdown(model: str = "ViT-L-14") -> str:
-    """The registry as a Markdown table, counts with thousands separators."""
+def method_markdown(model: str = "ViT-L-14", loaded: dict[str, int] | None = None,
+                    loaded_model: str | None = None) -> str:
+    """The registry as a Markdown table, counts with thousands separators, each column naming its backbone.
+
+    `loaded` adds the counts of the checkpoints this server loaded, on `loaded_model` (the demo's tiny ViT
+    has far fewer parameters than ViT-L/14: both are shown, each labelled)."""
     df = method_table(model)
     col = f"trainable params ({model})"
-    lines = [f"| method | label | trains | L2-norm | SLERP | {col} | what it does |", "|---|---|---|---|---|--:|---|"]
+    extra = loaded is not None and loaded_model and loaded_model != model
+    head = f"| method | label | trains | L2-norm | SLERP | trainable params on {model} |"
+    head += f" on the loaded {loaded_model} |" if extra else ""
+    lines = [head + " what it does |", "|---|---|---|---|---|--:|" + ("--:|" if extra else "") + "---|"]
     for _, r in df.iterrows():
         n = r[col]
         count = "n/a" if pd.isna(n) else f"{int(n):,}"
+        if extra:
+            here = loaded.get(r["method"])
+            count += f" | {here:,}" if here else " | not loaded"
         lines.append(f"| `{r['method']}` | {r['label']} | {r['trains']} | {r['L2-norm']} | {r['SLERP']} | {count} | "
                      f"{r['description']} |")
     return "\n".join(lines)

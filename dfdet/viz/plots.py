@@ -29,8 +29,8 @@ def _title(text: str, demo: bool) -> dict:
 
 
 def _layout(fig: go.Figure, title: str, demo: bool, **kw) -> go.Figure:
-    fig.update_layout(title=_title(title, demo), template="plotly_white", margin=dict(l=50, r=20, t=70, b=45),
-                      legend=dict(orientation="v"), **kw)
+    kw = {"margin": dict(l=50, r=20, t=70, b=45), "legend": dict(orientation="v"), **kw}
+    fig.update_layout(title=_title(title, demo), template="plotly_white", **kw)
     return fig
 
 
@@ -46,24 +46,34 @@ def empty_figure(message: str) -> go.Figure:
 
 
 def probability_bars(table: pd.DataFrame, demo: bool) -> go.Figure:
-    """p_fake per method (rows with a score), with the 0.5 decision line."""
+    """p_fake per method (rows with a score, the one method order), coloured by method, with the 0.5 line.
+
+    The value sits inside the bar's top and the 0.5 label at the right edge, so the line never strikes
+    a label through."""
+    from .style import label_colors
     scored = table.dropna(subset=["p_fake"])
     if scored.empty:
         return empty_figure("No method has a score: see the table for what is missing.")
-    fig = go.Figure(go.Bar(x=_l(scored["method"]), y=_l(scored["p_fake"]), marker_color=[
-        CLASS_COLORS["fake"] if p >= 0.5 else CLASS_COLORS["real"] for p in scored["p_fake"]],
-        text=[f"{p:.3f}" for p in scored["p_fake"]], textposition="outside",
-        hovertemplate="%{x}<br>p_fake %{y:.4f}<extra></extra>"))
-    fig.add_hline(y=0.5, line_dash="dot", line_color="#555", annotation_text="0.5")
-    return _layout(fig, "p(fake) per method", demo, yaxis=dict(range=[0, 1.08], title="p(fake)"), height=340)
+    colors = label_colors()
+    fig = go.Figure(go.Bar(x=_l(scored["method"]), y=_l(scored["p_fake"]),
+                           marker_color=[colors.get(m, "#777") for m in scored["method"]],
+                           text=[f"{p:.3f} {'fake' if p >= 0.5 else 'real'}" for p in scored["p_fake"]],
+                           textposition="inside", insidetextanchor="end", textfont=dict(color="white"),
+                           hovertemplate="%{x}<br>p_fake %{y:.4f}<extra></extra>"))
+    fig.add_hline(y=0.5, line_dash="dot", line_color="#555", annotation_text="0.5 = decision",
+                  annotation_position="right", layer="below")
+    return _layout(fig, "p(fake) per method", demo, yaxis=dict(range=[0, 1.0], title="p(fake)"), height=320,
+                   margin=dict(l=50, r=90, t=70, b=45))
 
 
 def frame_timeline(times: np.ndarray, scores: dict[str, np.ndarray], demo: bool) -> go.Figure:
     """Per-frame p_fake over time, one line per method."""
+    from .style import label_colors
+    colors = label_colors()
     fig = go.Figure()
     for i, (label, p) in enumerate(scores.items()):
         fig.add_trace(go.Scatter(x=_l(times), y=_l(p), mode="lines+markers", name=label,
-                                 line=dict(color=PALETTE[i % len(PALETTE)]),
+                                 line=dict(color=colors.get(label, PALETTE[i % len(PALETTE)])),
                                  hovertemplate=f"{label}<br>t=%{{x:.2f}} s<br>p_fake %{{y:.4f}}<extra></extra>"))
     fig.add_hline(y=0.5, line_dash="dot", line_color="#555")
     return _layout(fig, "p(fake) per frame", demo, xaxis=dict(title="time (s)"),
@@ -71,28 +81,38 @@ def frame_timeline(times: np.ndarray, scores: dict[str, np.ndarray], demo: bool)
 
 
 def roc_figure(curves: list[dict], demo: bool, threshold: float | None = None) -> go.Figure:
-    """ROC curves; each curve dict has name, fpr, tpr, thresholds, auroc. AUROC goes in the legend."""
+    """ROC curves, colour = method (the one colour it has everywhere), dash = dataset; AUROC and n in the
+    legend, which sits beside the plot; the operating point at `threshold` is a ringed dot on each curve."""
+    from .style import dataset_dash, method_color
     if not curves:
         return empty_figure("Pick at least one method and one dataset.")
+    datasets = sorted({c["dataset"] for c in curves})
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dash", color="#aaa"),
                              name="chance (AUROC 0.500)", hoverinfo="skip"))
-    for i, c in enumerate(curves):
-        color = PALETTE[i % len(PALETTE)]
+    for c in curves:
+        color = method_color(c.get("spec", c.get("method", "")))
         thr = np.array([np.inf if t is None else t for t in c["thresholds"]], dtype=float)
+        n = f", n={c['n']}" if c.get("n") else ""
         fig.add_trace(go.Scatter(
-            x=_l(c["fpr"]), y=_l(c["tpr"]), mode="lines", line=dict(color=color, shape="hv"),
-            name=f"{c['name']} (AUROC {c['auroc']:.3f})", customdata=_l(np.where(np.isfinite(thr), thr, 1.0)),
-            hovertemplate="FPR %{x:.3f}<br>TPR %{y:.3f}<br>threshold %{customdata:.3f}<extra></extra>"))
+            x=_l(c["fpr"]), y=_l(c["tpr"]), mode="lines", line=dict(color=color, shape="hv", width=2,
+                                                                  dash=dataset_dash(datasets, c["dataset"])),
+            name=f"{c['name']} (AUROC {c['auroc']:.3f}{n})", legendgroup=c["name"],
+            customdata=_l(np.where(np.isfinite(thr), thr, 1.0)),
+            hovertemplate=f"{c['name']}<br>FPR %{{x:.3f}}<br>TPR %{{y:.3f}}<br>threshold %{{customdata:.3f}}"
+                          "<extra></extra>"))
         if threshold is not None:
             j = operating_point(thr, threshold)
             fig.add_trace(go.Scatter(x=[float(c["fpr"][j])], y=[float(c["tpr"][j])], mode="markers", showlegend=False,
-                                     marker=dict(size=11, color=color, line=dict(color="black", width=1)),
-                                     hovertemplate=f"threshold {threshold:.2f}<br>FPR %{{x:.3f}}<br>"
+                                     legendgroup=c["name"], name=f"{c['name']} at threshold",
+                                     marker=dict(size=11, color=color, line=dict(color="black", width=2)),
+                                     hovertemplate=f"{c['name']}<br>threshold {threshold:.2f}<br>FPR %{{x:.3f}}<br>"
                                                    "TPR %{y:.3f}<extra></extra>"))
-    fig = _layout(fig, "ROC", demo, xaxis=dict(title="false positive rate", range=[0, 1]),
-                  yaxis=dict(title="true positive rate", range=[0, 1.02]), height=560)
-    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.15, xanchor="left", x=0))
+    title = "ROC" + (f" (dots: operating point at threshold {threshold:.2f})" if threshold is not None else "")
+    fig = _layout(fig, title, demo, xaxis=dict(title="false positive rate", range=[0, 1], constrain="domain"),
+                  yaxis=dict(title="true positive rate", range=[0, 1.02]), height=480)
+    fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.02, font=dict(size=11)),
+                      margin=dict(l=50, r=10, t=70, b=45))
     return fig
 
 
@@ -163,6 +183,10 @@ def sphere_figure(coords: np.ndarray, groups: pd.Series, hover: list[str], thumb
     if dims == 2:
         fig.update_xaxes(showticklabels=False, title="UMAP 1")
         fig.update_yaxes(showticklabels=False, title="UMAP 2")
+    else:
+        axis = dict(showticklabels=False)
+        fig.update_layout(scene=dict(xaxis=dict(title="UMAP 1", **axis), yaxis=dict(title="UMAP 2", **axis),
+                                     zaxis=dict(title="UMAP 3", **axis)))
     return FigureDict(fig.to_plotly_json())
 
 
@@ -173,7 +197,8 @@ def with_path(base: FigureDict, path: np.ndarray, t: np.ndarray, p: np.ndarray |
              for ti, pi in zip(t, p if p is not None else [None] * len(t))]
     line = dict(mode="lines+markers", name="SLERP path", text=label, hovertemplate="%{text}<extra></extra>")
     marker = dict(size=4 if dims == 3 else 6, color=_l(p) if p is not None else "#111",
-                  colorscale="RdBu_r", cmin=0, cmax=1, showscale=p is not None, colorbar=dict(title="p_fake", len=0.5))
+                  colorscale="Viridis", cmin=0, cmax=1, showscale=p is not None,
+                  colorbar=dict(title="path p_fake", len=0.5))
     ends = dict(mode="markers+text", text=["A", "B"], textposition="top center", name="A / B", hoverinfo="skip",
                 marker=dict(size=14 if dims == 2 else 7, symbol="diamond", color="#ffd400",
                             line=dict(color="black", width=1)))
@@ -195,8 +220,9 @@ def slerp_curve(t: np.ndarray, p: np.ndarray | None, label: str, demo: bool,
     """p_fake of the method's head along the path; the run's recorded scores of A and B as markers."""
     if p is None:
         return empty_figure(message or "No head available for this method.")
+    from .style import label_colors
     fig = go.Figure(go.Scatter(x=_l(t), y=_l(p), mode="lines+markers", name=f"{label} head on slerp(A, B, t)",
-                               line=dict(color="#111"), hovertemplate="t=%{x:.2f}<br>p_fake %{y:.4f}<extra></extra>"))
+                               line=dict(color=label_colors().get(label, "#111")), hovertemplate="t=%{x:.2f}<br>p_fake %{y:.4f}<extra></extra>"))
     if recorded is not None:
         fig.add_trace(go.Scatter(x=[0, 1], y=list(recorded), mode="markers+text", text=["A", "B"],
                                  textposition="top center", name="recorded in the run",

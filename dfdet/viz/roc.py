@@ -1,13 +1,26 @@
-"""The ROC browser's tables: stored metrics for a selection, and confusion counts at a threshold."""
+"""The ROC browser's numbers: per method x dataset, AUROC and TPR at a fixed FPR with bootstrap
+confidence intervals and the sample sizes behind them, and confusion counts at a threshold.
+
+A tiny test set can give AUROC 1.000 by chance (5 videos do, often); every number is therefore
+shown with its n and its 95% interval, and sets below SMALL_N per class are flagged.
+"""
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import pandas as pd
 
 from ..artifacts import PRED_PREFIX, Run
 from ..metrics import binary_metrics, video_level
 
-METRIC_COLUMNS = ["auroc", "ap_fake", "map_macro", "eer", "balanced_accuracy", "precision", "recall", "f1"]
 LEVELS = ("frame", "video")
+TARGET_FPR = 0.05  # TPR is read at this false-positive rate
+N_BOOT = 400  # bootstrap resamples (stratified by class); the interval is the 2.5th-97.5th percentile
+SMALL_N = 30  # fewer real or fake items than this: the numbers are flagged as unreliable
+METRIC_COLUMNS = ["auroc", "auroc 95% CI", f"TPR@{TARGET_FPR:.0%}FPR", "TPR 95% CI", "ap_fake", "map_macro", "eer"]
+TABLE_COLUMNS = ["method", "dataset", "n real", "n fake", *METRIC_COLUMNS, "note"]
+CONFUSION_COLUMNS = ["method", "dataset", "threshold", "TP", "FP", "TN", "FN", "precision", "recall", "F1"]
 
 
 def method_label(run: Run, method: str) -> str:
@@ -22,49 +35,126 @@ def method_label(run: Run, method: str) -> str:
 
 def registry_order(run: Run) -> list[str]:
     """The run's method columns in the registry's order (checkpoint folder names sort otherwise)."""
-    from ..methods import METHODS
-    order = {m: i for i, m in enumerate(METHODS)}
-    spec = {m: run.info.get("methods", {}).get(m, {}).get("method", m) for m in run.methods}
-    return sorted(run.methods, key=lambda m: (order.get(spec[m], len(order)), m))
+    from .style import method_order
+    return method_order(run.methods, lambda m: run.info.get("methods", {}).get(m, {}).get("method", m))
+
+
+def spec_name(run: Run, method: str) -> str:
+    return run.info.get("methods", {}).get(method, {}).get("method", method)
+
+
+def level_table(run: Run, method: str, level: str) -> pd.DataFrame:
+    col = PRED_PREFIX + method
+    return run.predictions if level == "frame" else video_level(run.predictions, col)
 
 
 def curves(run: Run, methods: list[str], datasets: list[str], level: str) -> list[dict]:
-    """roc.json records for the selection, each named "<method label> · <dataset>"."""
+    """roc.json records for the selection (registry order, then dataset), each with method, label and n."""
     out = []
+    counts = {}
     for rec in run.roc:
         if rec["method"] in methods and rec["dataset"] in datasets and rec["level"] == level:
-            out.append({**rec, "name": f"{method_label(run, rec['method'])} · {rec['dataset']}"})
-    order = {(m, d): i for i, (m, d) in enumerate((m, d) for m in methods for d in datasets)}
-    return sorted(out, key=lambda r: order.get((r["method"], r["dataset"]), 0))
+            if rec["dataset"] not in counts:
+                t = level_table(run, rec["method"], level)
+                counts[rec["dataset"]] = int((t["dataset"] == rec["dataset"]).sum())
+            out.append({**rec, "label": method_label(run, rec["method"]), "spec": spec_name(run, rec["method"]),
+                        "name": f"{method_label(run, rec['method'])} · {rec['dataset']}", "n": counts[rec["dataset"]]})
+    order = {m: i for i, m in enumerate(registry_order(run))}
+    return sorted(out, key=lambda r: (order.get(r["method"], len(order)), r["dataset"]))
+
+
+def tpr_at_fpr(pos: np.ndarray, neg: np.ndarray, fpr: float = TARGET_FPR) -> np.ndarray:
+    """TPR at the strictest threshold whose FPR is <= fpr; rows are resamples (last axis = items)."""
+    k = np.floor(fpr * neg.shape[-1]).astype(int)  # negatives allowed above the threshold
+    thr = -np.sort(-neg, axis=-1)[..., k] if k < neg.shape[-1] else np.full(neg.shape[:-1], -np.inf)
+    return (pos > np.expand_dims(thr, -1)).mean(axis=-1)
+
+
+def auroc_rows(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """AUROC per row (Mann-Whitney with ties as one half), vectorised over resamples."""
+    from scipy.stats import rankdata
+    ranks = rankdata(np.concatenate([pos, neg], axis=-1), axis=-1)
+    n_p, n_n = pos.shape[-1], neg.shape[-1]
+    return (ranks[..., :n_p].sum(axis=-1) - n_p * (n_p + 1) / 2) / (n_p * n_n)
+
+
+@functools.lru_cache(maxsize=512)
+def _bootstrap(pos: tuple, neg: tuple, n_boot: int, seed: int) -> tuple[float, float, float, float, float, float]:
+    p, n = np.asarray(pos), np.asarray(neg)
+    rng = np.random.default_rng(seed)
+    bp = p[rng.integers(0, len(p), (n_boot, len(p)))]
+    bn = n[rng.integers(0, len(n), (n_boot, len(n)))]
+    a, t = auroc_rows(bp, bn), tpr_at_fpr(bp, bn)
+    return (float(auroc_rows(p[None], n[None])[0]), *np.percentile(a, [2.5, 97.5]).tolist(),
+            float(tpr_at_fpr(p[None], n[None])[0]), *np.percentile(t, [2.5, 97.5]).tolist())
+
+
+def bootstrap(y: np.ndarray, score: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> dict[str, float]:
+    """AUROC and TPR@TARGET_FPR with 95% percentile intervals; resampled within each class."""
+    y, score = np.asarray(y).astype(int), np.asarray(score, dtype=float)
+    pos, neg = score[y == 1], score[y == 0]
+    if not len(pos) or not len(neg):
+        nan = float("nan")
+        return {"auroc": nan, "auroc_lo": nan, "auroc_hi": nan, "tpr": nan, "tpr_lo": nan, "tpr_hi": nan}
+    a, alo, ahi, t, tlo, thi = _bootstrap(tuple(pos.round(6)), tuple(neg.round(6)), n_boot, seed)
+    return {"auroc": a, "auroc_lo": alo, "auroc_hi": ahi, "tpr": t, "tpr_lo": tlo, "tpr_hi": thi}
+
+
+def small_n_note(n_real: int, n_fake: int, level: str) -> str:
+    unit = "videos" if level == "video" else "faces"
+    if min(n_real, n_fake) == 0:
+        return f"one class only: no ROC ({n_real} real, {n_fake} fake {unit})"
+    if min(n_real, n_fake) < SMALL_N:
+        return f"⚠ small n ({min(n_real, n_fake)} {unit} in the smaller class): wide interval, do not compare"
+    return ""
 
 
 def metrics_table(run: Run, methods: list[str], datasets: list[str], level: str) -> pd.DataFrame:
-    """The stored metrics (whole dataset, source "*") for the selection, one row per method x dataset."""
-    m = run.metrics
-    if m.empty:
-        return pd.DataFrame(columns=["method", "dataset", "n", *METRIC_COLUMNS])
-    sel = m[(m["source"] == "*") & (m["level"] == level) & m["method"].isin(methods) & m["dataset"].isin(datasets)]
-    table = sel[["method", "dataset", "n", *METRIC_COLUMNS]].copy()
-    table["method"] = [method_label(run, x) for x in table["method"]]
-    return table.round(4).reset_index(drop=True)
+    """One row per method x dataset: n per class, AUROC and TPR@FPR with 95% CIs, AP, EER, a small-n note."""
+    rows = []
+    stored = run.metrics
+    for rec in curves(run, methods, datasets, level):
+        table = level_table(run, rec["method"], level)
+        d = table[table["dataset"] == rec["dataset"]]
+        y, s = d["label"].astype(int).to_numpy(), d[PRED_PREFIX + rec["method"]].to_numpy(dtype=float)
+        b = bootstrap(y, s)
+        n_real, n_fake = int((y == 0).sum()), int((y == 1).sum())
+        m = stored[(stored["method"] == rec["method"]) & (stored["dataset"] == rec["dataset"])
+                   & (stored["source"] == "*") & (stored["level"] == level)] if not stored.empty else stored
+        rows.append({"method": rec["label"], "dataset": rec["dataset"], "n real": n_real, "n fake": n_fake,
+                     "auroc": round(b["auroc"], 3), "auroc 95% CI": _ci(b["auroc_lo"], b["auroc_hi"]),
+                     METRIC_COLUMNS[2]: round(b["tpr"], 3), "TPR 95% CI": _ci(b["tpr_lo"], b["tpr_hi"]),
+                     "ap_fake": _stored(m, "ap_fake"), "map_macro": _stored(m, "map_macro"),
+                     "eer": _stored(m, "eer"), "note": small_n_note(n_real, n_fake, level)})
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def _stored(m: pd.DataFrame, key: str) -> float:
+    """A metric as the run stored it (rounded), NaN when the run has none (one class, older layout)."""
+    if not len(m) or key not in m or m[key].iloc[0] is None:
+        return float("nan")
+    return round(float(m[key].iloc[0]), 3)
+
+
+def _ci(lo: float, hi: float) -> str:
+    return "" if not np.isfinite(lo) else f"{lo:.3f} to {hi:.3f}"
 
 
 def confusion_table(run: Run, methods: list[str], datasets: list[str], level: str,
                     threshold: float) -> pd.DataFrame:
-    """TP/FP/TN/FN and the threshold-dependent rates, recomputed from predictions.csv."""
+    """TP/FP/TN/FN and the threshold-dependent rates, recomputed from predictions.csv (registry order)."""
     rows = []
-    preds = run.predictions
-    for method in methods:
-        col = PRED_PREFIX + method
-        table = preds if level == "frame" else video_level(preds, col)
-        for dataset in datasets:
+    for method in registry_order(run):
+        if method not in methods:
+            continue
+        table = level_table(run, method, level)
+        for dataset in sorted(datasets):
             d = table[table["dataset"] == dataset]
             if d.empty:
                 continue
-            b = binary_metrics(d["label"].to_numpy(), d[col].to_numpy(), threshold)
-            rows.append({"method": method_label(run, method), "dataset": dataset, "threshold": threshold,
-                         "TP": b["tp"], "FP": b["fp"], "TN": b["tn"], "FN": b["fn"],
-                         "precision": round(b["precision"], 4), "recall": round(b["recall"], 4),
-                         "balanced_accuracy": round(b["balanced_accuracy"], 4)})
-    return pd.DataFrame(rows, columns=["method", "dataset", "threshold", "TP", "FP", "TN", "FN", "precision",
-                                       "recall", "balanced_accuracy"])
+            b = binary_metrics(d["label"].to_numpy(), d[PRED_PREFIX + method].to_numpy(), threshold)
+            rows.append({"method": method_label(run, method), "dataset": dataset, "threshold": round(threshold, 4),
+                         "TP": int(b["tp"]), "FP": int(b["fp"]), "TN": int(b["tn"]), "FN": int(b["fn"]),
+                         "precision": round(b["precision"], 3), "recall": round(b["recall"], 3),
+                         "F1": round(b.get("f1", float("nan")), 3)})
+    return pd.DataFrame(rows, columns=CONFUSION_COLUMNS)

@@ -1,0 +1,75 @@
+"""Errors: a method's most confident mistakes at a threshold, and the faces the methods disagree on."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from ...artifacts import PRED_PREFIX
+from ...errors import DataError, DfdetError
+from .. import errors
+from ..media import load_face, placeholder
+from ..roc import method_label
+from ..store import Store
+from .roc import check_threshold
+
+K = 12  # faces per gallery
+VIDEO = ["dataset", "source", "video"]  # a video's identity (names repeat across datasets)
+
+
+@dataclass
+class ErrorCases:
+    items: dict[str, list[tuple[Image.Image, str, int]]]  # kind -> (face, caption, run row)
+    totals: dict[str, int] = field(default_factory=dict)  # kind -> mistakes in all (before de-duplication, top K)
+    note: str = ""
+
+
+class ErrorsService:
+    def __init__(self, store: Store):
+        self.store = store
+
+    def cases(self, run_name: str, method: str, dataset: str = "all", threshold=0.5, k: int = K,
+              one_per_video: bool = True) -> ErrorCases:
+        """Gallery items for FP, FN and disagreement; one face per video unless asked otherwise."""
+        run = self.store.run(run_name)
+        if method not in run.methods:
+            raise DataError(f"run {run_name} has no method {method!r}")
+        if dataset not in ("all", "", None) and dataset not in set(run.predictions["dataset"]):
+            raise DataError(f"run {run_name} has no dataset {dataset!r}")
+        threshold = check_threshold(threshold)
+        preds = run.predictions
+        root = self.store.run_data_root(run)
+        col = PRED_PREFIX + method
+        items: dict[str, list] = {}
+        totals: dict[str, int] = {}
+        for kind in errors.KINDS:
+            rows = errors.confident_mistakes(preds, method, kind, dataset, threshold, len(preds))
+            totals[kind] = len(rows)
+            if one_per_video:
+                rows = rows.drop_duplicates(VIDEO)
+            items[kind] = [self._item(root, r, f"p_fake {r[col]:.2f} · {r['dataset']}/{r['source']}", i)
+                           for i, r in rows.head(k).iterrows()]
+        methods = self.store.methods_of(run)
+        dis = errors.disagreements(preds, methods, dataset, len(preds))
+        totals["disagree"] = len(dis)
+        if one_per_video:
+            dis = dis.drop_duplicates(VIDEO)
+        labels = {m: method_label(run, m) for m in methods}
+        items["disagree"] = []
+        for i, r in dis.head(k).iterrows():
+            hi = max(methods, key=lambda m: r[PRED_PREFIX + m])
+            lo = min(methods, key=lambda m: r[PRED_PREFIX + m])
+            cap = (f"{labels[hi]} {r[PRED_PREFIX + hi]:.2f} vs {labels[lo]} {r[PRED_PREFIX + lo]:.2f} · "
+                   f"{'fake' if int(r['label']) else 'real'}")
+            items["disagree"].append(self._item(root, r, cap, i))
+        return ErrorCases(items, totals)
+
+    @staticmethod
+    def _item(root: Path, rec, caption: str, row: int) -> tuple[Image.Image, str, int]:
+        try:
+            im = load_face(root, rec["path"])
+        except DfdetError:
+            im, caption = placeholder(160), caption + " (file missing)"
+        im.thumbnail((192, 192))
+        return im, caption, int(row)

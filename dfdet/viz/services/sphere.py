@@ -1,0 +1,194 @@
+"""Hypersphere: a run's faces on the sphere (UMAP), one face by row, and SLERP paths between two faces."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from ...artifacts import PRED_PREFIX, Run
+from ...errors import DataError
+from .. import plots
+from ..media import load_face, placeholder
+from ..roc import method_label
+from ..store import COLOR_BY, Store, check_row, md_escape, truth_of
+
+MAX_SPHERES = 24  # finished figures kept (a few MB each)
+
+
+@dataclass
+class SlerpResult:
+    sphere: plots.FigureDict  # the sphere with the path drawn on it
+    curve: object  # p(fake) along the path (plotly figure)
+    text: str  # summary (Markdown, escaped)
+    ends: list[tuple[Image.Image, str]]  # faces A and B with captions
+    strip: list[tuple[Image.Image, str]]  # the nearest real face at evenly spaced points of the path
+
+
+class SphereService:
+    def __init__(self, store: Store):
+        self.store = store
+
+    def check(self, run_name: str, method: str) -> Run:
+        run = self.store.run(run_name)
+        if method not in run.methods:
+            raise DataError(f"run {run_name} has no method {method!r}; it has {', '.join(self.store.methods_of(run))}")
+        return run
+
+    def figure(self, run_name: str, method: str, color_by: str = "label", dims: int = 2) -> plots.FigureDict:
+        """The run's faces on the sphere, built once per (run, method, colour, dims) and kept."""
+        run = self.check(run_name, method)
+        if color_by not in COLOR_BY:
+            raise DataError(f"colour by one of {', '.join(COLOR_BY)}, not {color_by!r}")
+        if dims not in (2, 3):
+            raise DataError("dims must be 2 or 3")
+        key = (run_name, method, color_by, dims)
+        spheres = self.store.spheres
+        if key not in spheres:
+            coords = self.store.projection(run_name, method, dims)
+            groups = plots.color_groups(run.predictions, color_by, PRED_PREFIX + method,
+                                        float(run.info.get("threshold", 0.5)))
+            title = f"{method_label(run, method)}: L2-normalised embeddings, UMAP {dims}-D ({len(coords)} faces)"
+            if len(spheres) >= MAX_SPHERES:
+                spheres.pop(next(iter(spheres)))
+            spheres[key] = plots.sphere_figure(coords, groups, self.store.hover_text(run_name),
+                                               self.store.thumbnails(run_name), self.store.run_is_demo(run), title)
+        return spheres[key]
+
+    def cold(self, run_name: str, method: str, dims: int) -> bool:
+        """True when showing this view needs a UMAP fit (seconds): the UI says so before it starts."""
+        try:
+            return not self.store.projection_cached(run_name, method, dims)
+        except DataError:
+            return False
+
+    def point(self, run_name: str, row) -> tuple[Image.Image, str, int]:
+        """A face of a run, large, with its truth and every method's recorded p_fake (Markdown)."""
+        run = self.store.run(run_name)
+        row = check_row(row, len(run.predictions), f"run {run_name}")
+        image, rec = self.store.face(f"run:{run_name}", row)
+        scores = ", ".join(f"{md_escape(method_label(run, m))} {run.predictions[PRED_PREFIX + m].iloc[row]:.3f}"
+                           for m in self.store.methods_of(run))
+        return image, f"**Row {row}**: {md_escape(self.store.describe(rec))}\n\np_fake: {scores}", row
+
+    def random_pair(self, run_name: str, kind: str = "different class", seed: int | None = None) -> tuple[int, int]:
+        """Two different rows of a run: same class, or one real and one fake."""
+        labels = self.store.run(run_name).predictions["label"].astype(int).to_numpy()
+        rng = np.random.default_rng(seed)
+        if kind == "same class":
+            classes = [c for c in (0, 1) if (labels == c).sum() >= 2]
+            if not classes:
+                raise DataError("no class has two faces in this run")
+            rows = np.nonzero(labels == rng.choice(classes))[0]
+            a, b = rng.choice(rows, 2, replace=False)
+        else:
+            real, fake = np.nonzero(labels == 0)[0], np.nonzero(labels == 1)[0]
+            if not len(real) or not len(fake):
+                raise DataError("this run does not hold both real and fake faces")
+            a, b = rng.choice(real), rng.choice(fake)
+        return int(a), int(b)
+
+    def head_for(self, run: Run, method: str) -> tuple[str | None, str]:
+        """The bank entry whose head belongs to this run's features, or why there is none."""
+        bank = self.store.bank
+        if bank is None:
+            return None, "p(fake) along the path needs the method's head: no model is loaded."
+        entry = bank.entries.get(method)
+        if entry is None or entry.status != "ready":
+            why = entry.message if entry is not None else "no checkpoint of this name is loaded"
+            return None, f"p(fake) along the path needs the {method} head: {why}"
+        bb = run.info.get("backbone", {})
+        cfg = bank.clip.config
+        if bb.get("model") != cfg.model or bb.get("weights") != bank.clip.weights_id:
+            return None, (f"this run was made on {bb.get('model')}/{bb.get('weights')}, but the loaded backbone is "
+                          f"{cfg.model}/{bank.clip.weights_id}: its head does not apply to these features.")
+        return method, ""
+
+    def slerp(self, run_name: str, method: str, a, b, color_by: str = "label", dims: int = 2,
+              steps: int = 41) -> SlerpResult:
+        """The great circle from face A to face B: drawn in the UMAP picture, scored by the method's head."""
+        run = self.check(run_name, method)
+        z, norm = self.store.embeddings(run_name, method)
+        a = check_row(a, len(z), f"run {run_name}")
+        b = check_row(b, len(z), f"run {run_name}")
+        if a == b:
+            raise DataError(f"face A and face B are the same row ({a}): a path needs two different faces")
+        with single_threaded():
+            return self._slerp(run, run_name, method, z, norm, a, b, color_by, dims, steps)
+
+    def _slerp(self, run, run_name, method, z, norm, a, b, color_by, dims, steps) -> SlerpResult:
+        import torch
+
+        from ...slerp import slerp
+        t = np.linspace(0.0, 1.0, steps, dtype=np.float32)
+        za = torch.from_numpy(z[a]).expand(steps, -1)
+        zb = torch.from_numpy(z[b]).expand(steps, -1)
+        path = slerp(za, zb, torch.from_numpy(t)).numpy()
+        from ..umap_cache import place
+        coords = self.store.projection(run_name, method, dims)
+        path_xy = place(path, z, coords)
+        name, why = self.head_for(run, method)
+        p = None
+        spec = self.store.bank.entries[name].spec if name is not None else None
+        if spec is not None:
+            # Norm methods see the direction only; the others see it scaled by the interpolated norm.
+            feats = path if spec.normalize else path * ((1 - t) * norm[a] + t * norm[b])[:, None]
+            with self.store.model_lock:
+                p = self.store.bank.head_p_fake(name, feats)
+        col = PRED_PREFIX + method
+        recorded = (float(run.predictions[col].iloc[a]), float(run.predictions[col].iloc[b]))
+        demo = self.store.run_is_demo(run)
+        sphere = plots.with_path(self.figure(run_name, method, color_by, dims), path_xy, t, p)
+        label = method_label(run, method)
+        curve = plots.slerp_curve(t, p, label, demo, recorded, why)
+        angle = float(np.degrees(np.arccos(np.clip(np.dot(z[a], z[b]), -1, 1))))
+        la, lb = (truth_of(run.predictions.iloc[r]) for r in (a, b))
+        text = (f"A = row {a} ({la}), B = row {b} ({lb}); angle between them on the sphere: {angle:.1f}°. "
+                f"Recorded p_fake: A {recorded[0]:.3f}, B {recorded[1]:.3f}.")
+        if p is not None:
+            crosses = int(np.sum(np.diff((p >= 0.5).astype(int)) != 0))
+            times = {0: "never crosses 0.5", 1: "crosses 0.5 once", 2: "crosses 0.5 twice"}.get(
+                crosses, f"crosses 0.5 {crosses} times")
+            text += f" Along the path p_fake goes from {p[0]:.3f} to {p[-1]:.3f} and {times}."
+            if not spec.normalize:
+                text += " (This method has no L2-norm: its head sees the path scaled by the interpolated norm.)"
+        else:
+            text += " " + why
+        if demo:
+            text += " " + plots.DEMO_NOTE + "."
+        root = self.store.run_data_root(run)
+        ends = [(self._face(root, run, r), f"{n}: row {r} ({truth_of(run.predictions.iloc[r])})")
+                for n, r in (("A", a), ("B", b))]
+        strip = []
+        for ti in (0.25, 0.5, 0.75):
+            j = int(round(ti * (steps - 1)))
+            near = int(np.argmax(z @ path[j]))
+            strip.append((self._face(root, run, near), f"t={ti:.2f}: nearest row {near} "
+                                                        f"({truth_of(run.predictions.iloc[near])})"))
+        return SlerpResult(sphere, curve, md_escape(text), ends, strip)
+
+    @staticmethod
+    def _face(root, run: Run, row: int) -> Image.Image:
+        try:
+            im = load_face(root, run.predictions["path"].iloc[row])
+        except Exception:  # noqa: BLE001 - a missing file shows as a placeholder, the path still draws
+            im = placeholder(160)
+        im.thumbnail((160, 160))
+        return im
+
+
+@contextlib.contextmanager
+def single_threaded():
+    """Small-tensor math on one thread: for a 41 x 1024 path, waking the BLAS/OpenMP thread pools costs
+    more than the math on a busy CPU (side by side in bench/results_dashboard.md). The model queue
+    runs one call at a time, so no concurrent inference is slowed by this."""
+    import torch
+    from threadpoolctl import threadpool_limits
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(before)

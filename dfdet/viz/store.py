@@ -1,0 +1,304 @@
+"""The one thing every view shares: the loaded models, the run folders, the sample faces and their caches.
+
+One Store serves every visitor. It is read-mostly; the one shared mutable thing, the DetectorBank
+(it swaps each method's LayerNorm overlay into one ViT), is used under `model_lock`. Faces are
+always chosen by row number in a table the server owns, never by a path a user sent.
+The views (dfdet.viz.services) and the start-up work (dfdet.viz.startup) read and fill it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from ..artifacts import PRED_PREFIX, Run, list_runs, load_run
+from ..config import BackboneConfig
+from ..errors import DataError, DfdetError
+from . import plots, style
+from .media import data_uri, load_face, placeholder
+from .umap_cache import UmapCache, file_digest
+
+if TYPE_CHECKING:  # torch and open_clip load after the page is up (see dfdet.viz.startup)
+    from ..inference import DetectorBank
+
+log = logging.getLogger(__name__)
+WEIGHTS_ENV = "DFDET_CLIP_WEIGHTS"  # the same variable dfdet.backbone reads (kept here to not import torch)
+SAMPLES = "samples"  # the sample-manifest source; runs are "run:<name>"
+COLOR_BY = ("label", "dataset", "source", "correct")
+
+
+@dataclass
+class AppConfig:
+    runs: str = "runs"  # folder of run folders written by `dfdet evaluate`
+    checkpoints: str = "checkpoints"  # folder of checkpoint folders, one per method
+    methods: list[str] = field(default_factory=list)  # registry methods to offer (empty = every registered one)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)  # default: ViT-L-14, openai weights
+    manifest: str = ""  # sample faces for Compare; default data_manifests/shared_datasets.csv or a scan of shared/
+    data_root: str = ""  # folder the manifest's paths are relative to (default: dfdet.data.manifest's rule)
+    cache_dir: str = ""  # UMAP and thumbnail cache; default $DFDET_CACHE or ~/.cache/dfdet
+    demo: str = "auto"  # without CLIP weights: "auto" (build in the background at start), "offer" (button), "off"
+    demo_root: str = ""  # where dfdet.demo builds and keeps the demo assets (default: dfdet.demo.default_root())
+    device: str = "cpu"  # cpu or cuda
+    video_frames: int = 16  # frames sampled evenly from an uploaded video
+    warm_up: bool = True  # at start, in the background: compile numba, fit missing UMAPs, make thumbnails
+    hub_checkpoints: list[str] = field(default_factory=list)  # Hub repos of dfdet checkpoints to pull at start
+    hub_runs: list[str] = field(default_factory=list)  # Hub repos holding run folders to pull at start
+    import_released: bool = False  # with network: import the paper's model and GenD as live rows at start
+
+
+@dataclass
+class ModelStatus:
+    mode: str  # "live" (real weights), "demo" (random-weight backbone), "loading", "none" (no model loaded)
+    message: str  # what is loaded, or what is missing and how to provide it
+
+
+def md_escape(text: str) -> str:
+    """Messages hold placeholders like <manifest>; Markdown would swallow them as HTML tags."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("DFDET_CACHE") or Path.home() / ".cache" / "dfdet")
+
+
+class Store:
+    def __init__(self, cfg: AppConfig):
+        self.cfg = cfg
+        self.cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+        self.umap = UmapCache(self.cache_dir / "umap")
+        self.model_lock = threading.Lock()
+        self.bank: DetectorBank | None = None
+        self.status = ModelStatus("none", "")
+        self.runs: dict[str, Run] = {}
+        self.skipped_runs: dict[str, str] = {}  # run folder -> why it is not shown (older layout, damaged)
+        self.extra_runs: dict[str, Path] = {}  # name -> folder, runs outside cfg.runs (demo, Hub)
+        self._emb: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._thumbs: dict[str, list[str]] = {}
+        self._hover: dict[str, list[str]] = {}
+        self.spheres: dict[tuple, plots.FigureDict] = {}  # (run, method, colour, dims) -> finished figure
+        self._aligner = None
+        self.samples: pd.DataFrame | None = None
+        self.samples_root: Path | None = None
+        self.samples_note = ""
+        self.load_samples()
+        self.reload_runs()
+
+    # -- models --------------------------------------------------------------------------------
+    def require_bank(self) -> DetectorBank:
+        if self.status.mode == "loading":
+            raise DfdetError(f"the models are still loading ({self.status.message}); try again in a moment")
+        if self.bank is None:
+            raise DfdetError("no model is loaded: " + (self.status.message or "CLIP weights are missing").rstrip(".")
+                             + f". Provide weights with --clip-weights PATH or ${WEIGHTS_ENV}.")
+        return self.bank
+
+    def face_aligner(self):
+        from ..data.faces import FaceAligner
+        if self._aligner is None:
+            self._aligner = FaceAligner()  # loads dlib's ~100 MB landmark model once
+        return self._aligner
+
+    def align(self, image: Image.Image):
+        from ..data.faces import align_image
+        return align_image(image, aligner=self.face_aligner())
+
+    # -- samples -------------------------------------------------------------------------------
+    def load_samples(self) -> None:
+        """The faces Compare can pick from: the configured manifest, the shipped one, or a scan of shared/."""
+        from ..data.manifest import SHARED_MANIFEST, default_data_root, read_manifest, scan_folder, shared_dir
+        self.samples, self.samples_root, self.samples_note = None, None, ""
+        try:
+            if self.cfg.manifest:
+                root = Path(self.cfg.data_root) if self.cfg.data_root else default_data_root(self.cfg.manifest)
+                self.samples, self.samples_root = read_manifest(self.cfg.manifest, root, check_files=False), root
+            elif SHARED_MANIFEST.is_file() and (shared_dir() / "datasets").is_dir():
+                root = shared_dir() / "datasets"
+                self.samples, self.samples_root = read_manifest(SHARED_MANIFEST, root, check_files=False), root
+            elif (shared_dir() / "datasets").is_dir():
+                root = shared_dir() / "datasets"
+                self.samples, self.samples_root = scan_folder(root), root
+            else:
+                self.samples_note = "no sample faces: pass --manifest and --data-root, or set $DFDET_SHARED"
+        except DfdetError as err:
+            self.samples_note = f"sample manifest not usable: {err}"
+
+    def source_table(self, source: str) -> tuple[pd.DataFrame, Path]:
+        """(rows, data root) of a face source: the sample manifest or a run's predictions."""
+        if source == SAMPLES:
+            if self.samples is None:
+                raise DataError(self.samples_note or "no sample faces loaded")
+            return self.samples, self.samples_root
+        if source.startswith("run:"):
+            run = self.run(source[4:])
+            return run.predictions, self.run_data_root(run)
+        raise DataError(f"unknown face source {source!r}")
+
+    def sample_filters(self) -> dict[str, list[str]]:
+        if self.samples is None:
+            return {"dataset": [], "source": []}
+        return {"dataset": sorted(self.samples["dataset"].unique()), "source": sorted(self.samples["source"].unique())}
+
+    def face(self, source: str, row: int) -> tuple[Image.Image, dict]:
+        """The face at a row of a source, and its manifest fields."""
+        df, root = self.source_table(source)
+        row = check_row(row, len(df), source)
+        rec = df.iloc[row].to_dict()
+        return load_face(root, rec["path"]), rec
+
+    @staticmethod
+    def describe(rec: dict) -> str:
+        return f"{rec['path']} · {rec['dataset']} / {rec['source']} · ground truth: {truth_of(rec)}"
+
+    # -- runs ----------------------------------------------------------------------------------
+    def reload_runs(self) -> None:
+        runs: dict[str, Run] = {}
+        skipped: dict[str, str] = {}
+        named = [(f.name, f) for f in list_runs(self.cfg.runs)] + list(self.extra_runs.items())
+        for name, folder in named:
+            try:
+                run = load_run(folder)
+            except (DfdetError, OSError, ValueError, KeyError) as err:
+                log.warning("skipping run %s: %s", folder, err)
+                skipped[str(folder)] = (str(err) if isinstance(err, DfdetError)
+                                        else f"unreadable ({type(err).__name__}: {err})")
+                continue
+            if name in runs:
+                name = f"{folder.parent.name}/{folder.name}"
+            runs[name] = run
+        self.runs = runs
+        self.skipped_runs = skipped
+        for cache in (self._emb, self._thumbs, self._hover, self.spheres):
+            cache.clear()
+
+    def add_run(self, name: str, folder: Path) -> None:
+        """A run from outside cfg.runs (the demo, a Hub repo): shown from now on, in every view."""
+        self.extra_runs[name] = Path(folder)
+        self.reload_runs()
+
+    def run(self, name: str | None) -> Run:
+        if not name and not self.runs:
+            demo = " (demo mode builds one at start: see the status line)" if self.cfg.demo != "off" else ""
+            raise DataError(f"no runs found in {self.cfg.runs}/: make one with `dfdet evaluate --manifest "
+                            f"<manifest.csv> --out {self.cfg.runs}/<name>`{demo}")
+        if name not in self.runs:
+            known = ", ".join(self.runs) or "none yet"
+            raise DataError(f"unknown run {name!r}; runs: {known}")
+        return self.runs[name]
+
+    def methods_of(self, run: Run) -> list[str]:
+        """The run's method columns in the one order every view uses (the registry's)."""
+        return style.method_order(run.methods, lambda m: run.info.get("methods", {}).get(m, {}).get("method", m))
+
+    @staticmethod
+    def run_is_demo(run: Run) -> bool:
+        return bool(run.info.get("demo"))
+
+    def run_label(self, name: str) -> str:
+        return f"{name} (DEMO: meaningless)" if self.run_is_demo(self.runs[name]) else name
+
+    def run_data_root(self, run: Run) -> Path:
+        """Where a run's face paths live on this machine: its recorded root, else the sample root."""
+        recorded = Path(run.info.get("data_root", ""))
+        if run.info.get("data_root") and recorded.is_dir():
+            return recorded
+        if self.cfg.data_root:
+            return Path(self.cfg.data_root)
+        return self.samples_root or recorded
+
+    def embeddings(self, run_name: str, method: str) -> tuple[np.ndarray, np.ndarray]:
+        key = (run_name, method)
+        if key not in self._emb:
+            z, norm = self.run(run_name).embeddings(method)
+            self._emb[key] = (z.astype(np.float32), norm.astype(np.float32))
+        return self._emb[key]
+
+    def projection(self, run_name: str, method: str, dims: int = 2) -> np.ndarray:
+        run = self.run(run_name)
+        z, _ = self.embeddings(run_name, method)
+        return self.umap.get(run.folder / "embeddings" / f"{method}.npz", z, dims)
+
+    def projection_cached(self, run_name: str, method: str, dims: int = 2) -> bool:
+        """Whether the projection is ready without a fit (the view then says how long a cold one takes)."""
+        run = self.run(run_name)
+        return self.umap.cached(run.folder / "embeddings" / f"{method}.npz", dims)
+
+    def thumbnails(self, run_name: str) -> list[str]:
+        """Hover thumbnails (data URIs) for every row of a run, cached on disk by predictions + root."""
+        if run_name in self._thumbs:
+            return self._thumbs[run_name]
+        run = self.run(run_name)
+        root = self.run_data_root(run)
+        where = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:8]  # hash() differs per process
+        key = file_digest(run.folder / "predictions.csv")[:20] + "_" + where
+        path = self.cache_dir / "thumbs" / f"{key}.json"
+        thumbs = None
+        if path.is_file():
+            try:
+                thumbs = json.loads(path.read_text())
+            except (OSError, ValueError):
+                thumbs = None
+        if not thumbs or len(thumbs) != len(run.predictions):
+            thumbs = []
+            for rel in run.predictions["path"]:
+                try:
+                    thumbs.append(data_uri(load_face(root, rel)))
+                except DfdetError:
+                    thumbs.append(data_uri(placeholder()))
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(thumbs))
+                os.replace(tmp, path)
+            except OSError as err:
+                log.warning("thumbnail cache not written: %s", err)
+        self._thumbs[run_name] = thumbs
+        return thumbs
+
+    def hover_text(self, run_name: str) -> list[str]:
+        """Per face: dataset/source, truth, path and every method's p_fake (cached per run)."""
+        if run_name in self._hover:
+            return self._hover[run_name]
+        run = self.run(run_name)
+        preds = run.predictions
+        methods = self.methods_of(run)
+        labels = {m: method_label(run, m) for m in methods}
+        cols = {m: preds[PRED_PREFIX + m].to_numpy() for m in methods}
+        truth = np.where(preds["label"].astype(int).to_numpy() == 1, "fake", "real")
+        lines = []
+        for i, (ds, src, path) in enumerate(zip(preds["dataset"], preds["source"], preds["path"])):
+            scores = "<br>".join(f"{md_escape(labels[m])}: p_fake {cols[m][i]:.3f}" for m in methods)
+            lines.append(f"<b>{md_escape(ds)} / {md_escape(src)}</b> ({truth[i]})<br>{md_escape(path)}<br>{scores}")
+        self._hover[run_name] = lines
+        return lines
+
+
+def method_label(run: Run, method: str) -> str:
+    from .roc import method_label as label
+    return label(run, method)
+
+
+def truth_of(rec: dict) -> str:
+    return {0: "real", 1: "fake"}.get(int(rec["label"]), "?")
+
+
+def check_row(row, n: int, what: str) -> int:
+    """A row number from a visitor: a whole number in range, else one clear message (3.7 is not a row)."""
+    try:
+        value = float(row)
+    except (TypeError, ValueError):
+        raise DataError(f"row must be a whole number, not {row!r}") from None
+    if not np.isfinite(value) or value != int(value):
+        raise DataError(f"row must be a whole number, not {row!r}")
+    value = int(value)
+    if not 0 <= value < n:
+        raise DataError(f"row {value} is out of range: {what} has rows 0..{n - 1}")
+    return value

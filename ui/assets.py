@@ -1,0 +1,94 @@
+"""The page's script and style.
+
+Hover thumbnails and click-to-pick on the hypersphere plot: gr.Plot has no hover/click events, so the
+script attaches to the plotly div. Hover shows customdata[1] (a data: URI) beside the cursor; click
+writes the row (customdata[0]) into the hidden #hs-click textbox, whose change event shows the face.
+A 3-D plot's hover event carries no mouse position, so the last mousemove over the plot is used.
+"""
+
+HEAD = """
+<script>
+(function () {
+  let mouse = {x: 0, y: 0};
+  document.addEventListener('mousemove', function (e) { mouse = {x: e.clientX, y: e.clientY}; }, true);
+  function tip() {
+    let t = document.getElementById('dfdet-tip');
+    if (!t) {
+      t = document.createElement('img');
+      t.id = 'dfdet-tip';
+      t.style.cssText = 'position:fixed;display:none;width:96px;height:96px;z-index:10000;pointer-events:none;' +
+        'border:2px solid #333;border-radius:4px;background:#fff;image-rendering:auto';
+      document.body.appendChild(t);
+    }
+    return t;
+  }
+  function place(t, x, y) {
+    const w = window.innerWidth, h = window.innerHeight;
+    let left = x + 16, top = y - 48;  // right of the cursor; left of it near the right edge
+    if (left + 100 > w) left = x - 116;
+    t.style.left = Math.max(4, left) + 'px';
+    t.style.top = Math.max(4, Math.min(top, h - 104)) + 'px';
+  }
+  function hook() {
+    document.querySelectorAll('#hs-plot .js-plotly-plot').forEach(function (gd) {
+      if (gd.__dfdet || typeof gd.on !== 'function') return;
+      gd.__dfdet = true;
+      gd.on('plotly_hover', function (ev) {
+        const p = ev.points && ev.points[0];
+        const cd = p && p.customdata;
+        if (!cd || !cd[1]) return;
+        const t = tip();
+        t.src = cd[1];
+        const e = ev.event || {};
+        const has = typeof e.clientX === 'number' && (e.clientX || e.clientY);
+        place(t, has ? e.clientX : mouse.x, has ? e.clientY : mouse.y);
+        t.style.display = 'block';
+      });
+      gd.on('plotly_unhover', function () { tip().style.display = 'none'; });
+      gd.on('plotly_click', function (ev) {
+        const p = ev.points && ev.points[0];
+        const cd = p && p.customdata;
+        if (!cd || cd[0] === undefined || cd[0] === '') return;
+        const box = document.querySelector('#hs-click textarea, #hs-click input');
+        if (!box) return;
+        box.value = String(cd[0]);
+        box.dispatchEvent(new Event('input', {bubbles: true}));
+        box.dispatchEvent(new Event('change', {bubbles: true}));
+      });
+    });
+  }
+  setInterval(hook, 600);
+})();
+</script>
+"""
+
+# The copy-link button: the server builds the query string; this copies the full URL.
+COPY_JS = """
+(q) => {
+  const url = window.location.origin + window.location.pathname + (q ? '?' + q : '');
+  if (navigator.clipboard) { navigator.clipboard.writeText(url).catch(() => {}); }
+  return url;
+}
+"""
+
+CSS = """
+#status-line .badge {display: inline-block; padding: 2px 10px; border-radius: 12px; font-weight: 600;
+  margin-right: 6px;}
+#status-line .badge.demo {background: #b00020; color: #fff;}
+#status-line .badge.live {background: #1b7f3b; color: #fff;}
+#status-line .badge.building {background: #8a6d00; color: #fff;}
+#status-line .badge.none {background: #555; color: #fff;}
+#status-line p {margin: 0;}
+.demo-warning {color: #b00020; font-weight: 600;}
+.status-line .status {padding: 6px 10px; border-radius: 6px; margin: 2px 0;}
+.status-line .status.err {background: #fdecea; color: #8a1c1c; border: 1px solid #f5c2c0;}
+.status-line .status.ok {background: #eef6ee; color: #1b5e20;}
+.how {color: #555; font-size: 0.92em;}
+#cmp-table table {table-layout: auto;}
+#cmp-table th, #roc-conf th, #roc-metrics th {word-break: normal; overflow-wrap: normal; white-space: normal;
+  min-width: 5.5em;}
+#cmp-table td {word-break: break-word;}
+#er-fp .caption-label, #er-fn .caption-label, #er-dis .caption-label {white-space: normal; overflow: visible;
+  text-overflow: clip; font-size: 11px; line-height: 1.2;}
+#page-title h1 {margin-bottom: 0;}
+"""

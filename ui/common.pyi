@@ -1,0 +1,128 @@
+"""What every tab module shares: the context it builds into, error handling, and open choice lists.
+
+Two kinds of events wire each view:
+- the public API endpoint (api_name as documented in the README): its outputs never change, and a
+  refusal raises gr.Error, so a gradio_client caller gets an exception with the one-line reason;
+- the visitor's event (private): the same service call, but a refusal never raises. The view keeps
+  its last good results and the tab's status line says what went wrong and stays until the next
+  action, instead of red "Error" badges over the outputs and a toast that fades.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+import gradio as gr
+import pandas as pd
+
+from dfdet.errors import DfdetError
+from dfdet.viz.session import Session
+from dfdet.viz.store import md_escape
+
+log = logging.getLogger("dfdet.app")
+MODEL_QUEUE = "model"  # one model call at a time: the bank swaps overlays into one shared ViT
+MODEL_KW = dict(concurrency_limit=1, concurrency_id=MODEL_QUEUE)
+PRIVATE = dict(api_visibility="private")
+SERVER_PATH = re.compile(r"(?<![\w.~:/])/(?:[^/\s'\"]+/)+")  # the folders of an absolute path
+
+
+@dataclass
+class Ctx:
+    """What the page hands each tab module: the back end and the components other tabs need."""
+    session: Session
+    tabs: gr.Tabs | None = None
+    run_lists: list = field(default_factory=list)  # run dropdowns refreshed when runs appear (demo, Hub)
+    face_source: gr.Dropdown | None = None  # Compare's face source: runs appear here too
+    face_row: gr.Number | None = None
+    compare_open: Callable | None = None  # (source, row) -> Compare outputs: open a face in Compare
+    compare_outputs: list = field(default_factory=list)
+    url_inputs: dict = field(default_factory=dict)  # query parameter -> component it sets (shareable links)
+
+
+def scrub(message: str) -> str:
+    """Files are named by file name only: the server's folders (temp, working, data) are no visitor's business."""
+    return SERVER_PATH.sub("", message)
+
+
+def message_of(err: BaseException) -> str:
+    if isinstance(err, gr.Error):
+        return scrub(str(err.message))
+    if isinstance(err, DfdetError):
+        return scrub(str(err))
+    return f"Something went wrong ({type(err).__name__}: {scrub(str(err))}). The details are in the server log."
+
+
+def friendly(fn):
+    """For API endpoints: library errors become one readable gr.Error; anything else a short note."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except DfdetError as err:
+            raise gr.Error(message_of(err), print_exception=False) from None
+        except Exception as err:  # noqa: BLE001 - shown as a message; the traceback goes to the server log
+            log.exception("handler %s failed", fn.__name__)
+            raise gr.Error(message_of(err), print_exception=False) from None
+    return wrapper
+
+
+def ok(text: str = "") -> str:
+    return f"<div class='status ok'>{text}</div>" if text else ""
+
+
+def failed(err: BaseException) -> str:
+    """The persistent inline status line of a failed action (escaped: messages hold <placeholders>)."""
+    return f"<div class='status err' role='alert'>⚠ {md_escape(message_of(err))}</div>"
+
+
+def for_visitor(fn, n_out: int, done: str | Callable | None = None):
+    """A visitor's handler: fn's outputs plus the status line; on failure nothing else changes."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            out = fn(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - every failure becomes the status line
+            if not isinstance(err, (DfdetError, gr.Error)):
+                log.exception("handler %s failed", fn.__name__)
+            return (*[gr.skip()] * n_out, failed(err))
+        out = out if isinstance(out, tuple) else (out,)
+        text = done(*args) if callable(done) else (done or "")
+        return (*out, ok(md_escape(text)) if text else "")
+    return wrapper
+
+
+def status_line(elem_id: str) -> gr.HTML:
+    return gr.HTML("", elem_id=elem_id, elem_classes=["status-line"])
+
+
+def display_table(df: pd.DataFrame) -> pd.DataFrame:
+    """NaN is not valid JSON: missing scores travel as empty cells."""
+    return df.astype(object).where(df.notna(), None)
+
+from gradio.events import Dependency
+
+class OpenCheckboxGroup(gr.CheckboxGroup):
+    """Choices filled per run (demo and Hub runs appear after the page is built): the service checks
+    the values against the run, so the component accepts what a caller sends."""
+
+    def preprocess(self, payload):
+        return list(payload or [])
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def open_dropdown(choices, value=None, **kw) -> gr.Dropdown:
+    """A dropdown whose choices change with the runs: the service, not gradio's build-time list, checks values."""
+    return gr.Dropdown(choices, value=value, allow_custom_value=True, **kw)
+
+
+def how_to_read(text: str) -> gr.Markdown:
+    return gr.Markdown(f"<span class='how'>**How to read this:** {text}</span>")

@@ -1,0 +1,169 @@
+"""Compare tab: a photo, a video or a known face, scored by every method side by side."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from dfdet.viz import plots
+from dfdet.viz.compare import TABLE_COLUMNS, table_csv
+from dfdet.viz.media import IMAGE_EXTS, MAX_UPLOAD_MB, VIDEO_EXTS, image_file
+from dfdet.viz.services.compare import CompareResult
+from dfdet.viz.store import SAMPLES
+
+from .common import MODEL_KW, PRIVATE, Ctx, display_table, for_visitor, friendly, how_to_read, on_gpu, status_line
+from .guards import guard_image_upload
+
+HOW = ("each row is one method's p(fake) for the same input; at 0.5 or above it calls the face fake. "
+       "With ground truth known, “right?” says whether it agrees. The methods differ only in what they trained.")
+EXAMPLE_FACES = 8  # clickable sample faces, half real, half fake, from the shared manifest
+EXAMPLE_VIDEO = ("videos", "FF", "DF", "519_515.mp4")  # under $DFDET_SHARED
+
+
+def example_rows(session, k: int = EXAMPLE_FACES) -> list[int]:
+    """A fixed, varied set of sample rows: real and fake faces from each dataset, one per video."""
+    df = session.store.samples
+    if df is None or df.empty:
+        return []
+    firsts = df.reset_index().drop_duplicates("video")
+    picks = []
+    for _, d in firsts.groupby(["dataset", "label"], sort=True):
+        picks.append(int(d["index"].iloc[0]))
+    return picks[:k]
+
+
+def params_column(session) -> str:
+    """The parameter counts are the loaded backbone's: the header says which (About shows ViT-L/14's)."""
+    bank = session.store.bank
+    return f"trainable params ({bank.clip.config.model})" if bank is not None else "trainable params"
+
+
+def build(ctx: Ctx) -> gr.Tab:
+    s = ctx.session
+    filters = s.store.sample_filters()
+    rows = example_rows(s)
+    with gr.Tab("Compare", id="compare") as tab:
+        how_to_read(HOW)
+        with gr.Row():
+            with gr.Column(scale=1, min_width=320):
+                image_in = gr.Image(label=f"Photo or face crop ({', '.join(IMAGE_EXTS)}; up to {MAX_UPLOAD_MB} MB)",
+                                    type="filepath", image_mode=None, sources=["upload", "clipboard"], height=240,
+                                    elem_id="cmp-image")
+                guard_image_upload(image_in)
+                image_btn = gr.Button("Analyse photo", variant="primary", elem_id="cmp-image-btn")
+                video_in = gr.Video(label=f"Short video ({', '.join(VIDEO_EXTS)})", sources=["upload"], height=180,
+                                    elem_id="cmp-video")
+                video_btn = gr.Button("Analyse video", elem_id="cmp-video-btn")
+                video_example = shared_file(*EXAMPLE_VIDEO)
+                if video_example is not None:
+                    gr.Examples([[str(video_example)]], inputs=[video_in], label="Example video (FaceForensics++ DF)")
+                gr.Markdown("**Example faces** (click one to score it)")
+                examples = gr.Gallery([(image_file(s.store.face(SAMPLES, r)[0]), s.store.describe(
+                    s.store.samples.iloc[r].to_dict()).split(" · ")[1]) for r in rows],
+                    columns=8, height=110, allow_preview=False, show_label=False, elem_id="cmp-examples")
+                with gr.Accordion("A face from the sample manifest", open=False):
+                    with gr.Row():
+                        ds_in = gr.Dropdown(["any"] + filters["dataset"], value="any", label="Dataset")
+                        src_in = gr.Dropdown(["any"] + filters["source"], value="any", label="Source")
+                        lab_in = gr.Radio(["any", "real", "fake"], value="any", label="Label")
+                    random_btn = gr.Button("Random face")
+                    with gr.Row():
+                        face_src = gr.Dropdown(source_choices(s), value=SAMPLES, label="From", allow_custom_value=True)
+                        face_row = gr.Number(label="Row", minimum=0, step=1, elem_id="cmp-row")
+                    face_info = gr.Markdown()
+                    row_btn = gr.Button("Analyse this row", elem_id="cmp-row-btn")
+            with gr.Column(scale=2):
+                status = status_line("cmp-status")
+                header = gr.Markdown("Pick an example face, upload a photo or a video.", elem_id="cmp-header")
+                prob_table = gr.Dataframe(pd.DataFrame(columns=TABLE_COLUMNS), label="Probability per method",
+                                          interactive=False, wrap=True, elem_id="cmp-table")
+                csv_btn = gr.DownloadButton("Download table (CSV)", size="sm")
+                with gr.Row():
+                    original = gr.Image(label="Your photo (face boxed)", type="pil", height=220, interactive=False,
+                                        elem_id="cmp-original")
+                    crops = gr.Gallery(label="Face(s) scored (aligned crop)", columns=4, height=220,
+                                       allow_preview=False, object_fit="contain", elem_id="cmp-crops")
+                note = gr.Markdown(elem_id="cmp-note")
+                # Placeholders, not empty plots: the page fetches plotly.js at load, not at the first view.
+                bars = gr.Plot(plots.empty_figure("Scores appear here."), label="p(fake) per method")
+                timeline = gr.Plot(plots.empty_figure("Per-frame scores appear here for a video."),
+                                   label="Video: p(fake) per frame")
+
+    api_out = [crops, note, prob_table, bars, timeline, csv_btn]
+    score_image, score_video, score_sample = on_gpu(s.compare.image), on_gpu(s.compare.video), on_gpu(s.compare.sample)
+
+    def outputs(res: CompareResult):
+        pred = res.prediction
+        table = pred.table.rename(columns={"trainable params": params_column(s)})
+        gallery = [(image_file(im), None) for im in pred.crops[:32]]
+        note_text = pred.message + (f"\n\n<span class='demo-warning'>⚠ {plots.DEMO_NOTE}</span>" if pred.demo else "")
+        timeline_fig = (plots.frame_timeline(pred.times, pred.frame_scores, pred.demo) if pred.times is not None
+                        else plots.empty_figure("Per-frame scores appear here for a video."))
+        return (gallery, note_text, display_table(table), plots.probability_bars(pred.table, pred.demo),
+                timeline_fig, table_csv(pred.table, pred.demo))
+
+    # -- public API: outputs as documented, refusals raise --------------------------------------------------
+    def api_image(path):
+        return outputs(score_image(path))
+
+    def api_video(path):
+        return outputs(score_video(path))
+
+    def api_sample(source, row):
+        return outputs(score_sample(source or SAMPLES, row))
+
+    def api_random_face(dataset, source, label):
+        row = s.compare.random_row(dataset or "any", source or "any", label or "any")
+        _, rec = s.store.face(SAMPLES, row)
+        return SAMPLES, row, s.store.describe(rec)
+
+    # -- the visitor's events: header, boxed photo, stale inputs cleared, status line --------------------
+    ui_out = [header, original, *api_out]
+
+    def shown(res: CompareResult, clear_image, clear_video):
+        return (res.header, res.original, *outputs(res), clear_image, clear_video)
+
+    ui_image = for_visitor(lambda p: shown(score_image(p), gr.skip(), None), len(ui_out) + 2)
+    ui_video = for_visitor(lambda p: shown(score_video(p), None, gr.skip()), len(ui_out) + 2)
+    ui_sample = for_visitor(lambda src, r: shown(score_sample(src or SAMPLES, r), None, None), len(ui_out) + 2)
+    visitor_out = [*ui_out, image_in, video_in, status]
+
+    def example(evt: gr.SelectData):
+        row = rows[evt.index] if 0 <= evt.index < len(rows) else None
+        return ui_sample(SAMPLES, row)
+
+    image_btn.click(ui_image, image_in, visitor_out, api_name="_ui_image", **PRIVATE, **MODEL_KW)
+    image_in.upload(ui_image, image_in, visitor_out, api_name="_on_upload", **PRIVATE, **MODEL_KW)
+    video_btn.click(ui_video, video_in, visitor_out, api_name="_ui_video", **PRIVATE, **MODEL_KW)
+    row_btn.click(ui_sample, [face_src, face_row], visitor_out, api_name="_ui_sample", **PRIVATE, **MODEL_KW)
+    examples.select(example, None, visitor_out, api_name="_ui_example", **PRIVATE, **MODEL_KW)
+    random_btn.click(for_visitor(api_random_face, 3), [ds_in, src_in, lab_in], [face_src, face_row, face_info, status],
+                     api_name="_ui_random", **PRIVATE).success(
+        ui_sample, [face_src, face_row], visitor_out, api_name="_after_random", **PRIVATE, **MODEL_KW)
+
+    # Hidden triggers that carry the documented endpoints (same inputs and outputs as before the redesign).
+    with tab, gr.Row(visible=False):
+        api_btns = [gr.Button(visible=False) for _ in range(4)]
+    api_btns[0].click(friendly(api_image), image_in, api_out, api_name="predict_image", **MODEL_KW)
+    api_btns[1].click(friendly(api_video), video_in, api_out, api_name="predict_video", **MODEL_KW)
+    api_btns[2].click(friendly(api_random_face), [ds_in, src_in, lab_in], [face_src, face_row, face_info],
+                      api_name="random_face")
+    api_btns[3].click(friendly(api_sample), [face_src, face_row], api_out, api_name="predict_sample", **MODEL_KW)
+
+    ctx.face_source, ctx.face_row = face_src, face_row
+    ctx.compare_open, ctx.compare_outputs = ui_sample, visitor_out
+    ctx.url_inputs["compare"] = {"row": face_row}
+    tab.url_view = (lambda src, r: ui_sample(SAMPLES, r), [face_src, face_row], visitor_out)
+    return tab
+
+
+def source_choices(session) -> list[tuple[str, str]]:
+    store = session.store
+    return [("sample faces", SAMPLES)] + [(f"run {store.run_label(n)}", f"run:{n}") for n in store.runs]
+
+
+def shared_file(*parts: str) -> Path | None:
+    from dfdet.data.manifest import shared_dir
+    path = shared_dir().joinpath(*parts)
+    return path if path.is_file() else None

@@ -1,0 +1,86 @@
+"""Errors tab: a method's most confident mistakes, and the faces the methods disagree on most."""
+from __future__ import annotations
+
+import gradio as gr
+
+from dfdet.viz import plots
+from dfdet.viz.media import image_file
+
+from .common import MODEL_KW, PRIVATE, Ctx, for_visitor, friendly, how_to_read, open_dropdown, status_line
+from .runs import first_run, run_methods, run_names
+
+HOW = ("the faces a method got most confidently wrong at the threshold, one per video unless you untick it. "
+       "Click a face to score it in Compare with every method.")
+KINDS = ("fp", "fn", "disagree")
+
+
+def build(ctx: Ctx) -> gr.Tab:
+    s = ctx.session
+    r0 = first_run(s)
+    m0 = run_methods(s, r0)
+    with gr.Tab("Errors", id="errors") as tab:
+        how_to_read(HOW)
+        with gr.Row():
+            run = open_dropdown(run_names(s), r0, label="Run", elem_id="er-run")
+            method = open_dropdown(m0, m0[0][1] if m0 else None, label="Method", elem_id="er-method")
+            dataset = open_dropdown(["all"] + s.roc.datasets(r0), "all", label="Dataset")
+            threshold = gr.Slider(0, 1, value=0.5, step=0.01, label="Threshold on p(fake)")
+            dedup = gr.Checkbox(value=True, label="One face per video")
+            btn = gr.Button("Find mistakes", variant="primary", elem_id="er-btn")
+        status = status_line("er-status")
+        note = gr.Markdown(elem_id="er-note")
+        rows = gr.State({})
+        gallery_kw = dict(columns=6, height="auto", allow_preview=False, object_fit="cover")
+        fp = gr.Gallery(label="Most confident false positives (real faces called fake)", elem_id="er-fp", **gallery_kw)
+        fn = gr.Gallery(label="Most confident false negatives (fakes called real)", elem_id="er-fn", **gallery_kw)
+        dis = gr.Gallery(label="Where the methods disagree most", elem_id="er-dis", **gallery_kw)
+
+    def view(run_name, method_name, ds, thr, one_per_video=True):
+        cases = s.errors.cases(run_name, method_name, ds or "all", thr, one_per_video=bool(one_per_video))
+        out = [[(image_file(im), cap) for im, cap, _ in cases.items[k]] for k in KINDS]
+        found = {k: [r for _, _, r in v] for k, v in cases.items.items()}
+        t = float(thr)
+        parts = []
+        for k, what in (("fp", "false positives"), ("fn", "false negatives")):
+            n = cases.totals[k]
+            parts.append(f"none at threshold {t:.2f}" if n == 0 else f"{n} {what}, {len(found[k])} shown")
+        demo = s.store.run_is_demo(s.store.run(run_name))
+        text = ("; ".join(parts) + " (most confident first). Click a face to open it in Compare."
+                + (f" <span class='demo-warning'>⚠ {plots.DEMO_NOTE}</span>" if demo else ""))
+        return *out, found, text
+
+    def api_view(run_name, method_name, ds, thr):
+        fp_, fn_, dis_, _, text = view(run_name, method_name, ds, thr, False)
+        return fp_, fn_, dis_, text
+
+    def on_run(run_name):
+        ms = run_methods(s, run_name)
+        return (gr.Dropdown(choices=ms, value=ms[0][1] if ms else None),
+                gr.Dropdown(choices=["all"] + s.roc.datasets(run_name), value="all"))
+
+    def opener(kind):
+        def open_face(run_name, found, evt: gr.SelectData):
+            shown = (found or {}).get(kind, [])
+            if not 0 <= evt.index < len(shown):  # the session's state was dropped (STATE_SESSIONS) or is stale
+                raise gr.Error("This gallery is out of date: press “Find mistakes” again, then pick the face.",
+                               print_exception=False)
+            return gr.Tabs(selected="compare"), f"run:{run_name}", shown[evt.index]
+        return open_face
+
+    inputs = [run, method, dataset, threshold, dedup]
+    outputs = [fp, fn, dis, rows, note]
+    run.change(on_run, run, [method, dataset], api_name="_err_run", **PRIVATE)
+    btn.click(for_visitor(view, len(outputs)), inputs, [*outputs, status], api_name="_ui_errors", **PRIVATE)
+    for gallery, kind in zip((fp, fn, dis), KINDS):
+        gallery.select(opener(kind), [run, rows], [ctx.tabs, ctx.face_source, ctx.face_row],
+                       api_name=f"_open_{kind}", **PRIVATE).success(
+            ctx.compare_open, [ctx.face_source, ctx.face_row], ctx.compare_outputs, api_name=f"_open_{kind}_predict",
+            **PRIVATE, **MODEL_KW)
+    with tab, gr.Row(visible=False):
+        api_btn = gr.Button(visible=False)
+    api_btn.click(friendly(api_view), inputs[:4], [fp, fn, dis, note], api_name="errors")
+
+    ctx.run_lists.append(run)
+    ctx.url_inputs["errors"] = {"run": run, "method": method, "threshold": threshold}
+    tab.first_visit = (view, inputs, outputs)
+    return tab

@@ -1,0 +1,130 @@
+"""Hypersphere tab: a run's faces on the sphere, one face by click or row, SLERP paths between two faces."""
+from __future__ import annotations
+
+import gradio as gr
+
+from dfdet.viz import about
+from dfdet.viz.media import image_file
+from dfdet.viz.store import COLOR_BY
+
+from .common import MODEL_KW, PRIVATE, Ctx, for_visitor, friendly, how_to_read, on_gpu, open_dropdown, status_line
+from .runs import default_method, first_run, run_methods, run_names
+
+HOW = ("each dot is one face, placed by UMAP from the feature the method's head sees; colour is the ground truth "
+       "(or what you pick). Hover for the face, click to pick it. Neighbourhoods matter, distances do not.")
+
+
+def dims_of(value) -> int:
+    return int(str(value)[0]) if value not in (None, "") else 2
+
+
+def build(ctx: Ctx) -> gr.Tab:
+    s = ctx.session
+    r0 = first_run(s)
+    m0 = run_methods(s, r0)
+    with gr.Tab("Hypersphere", id="hypersphere") as tab:
+        how_to_read(HOW)
+        with gr.Row():
+            run = open_dropdown(run_names(s), r0, label="Run", elem_id="hs-run")
+            method = open_dropdown(m0, default_method(m0), label="Method", elem_id="hs-method")
+            color = gr.Radio(list(COLOR_BY), value="label", label="Colour by")
+            dims = gr.Radio(["2-D", "3-D"], value="2-D", label="Projection")
+            show = gr.Button("Show embeddings", variant="primary", elem_id="hs-btn")
+        status = status_line("hs-status")
+        with gr.Row():
+            with gr.Column(scale=3):
+                plot = gr.Plot(label="Embeddings on the hypersphere (UMAP)", elem_id="hs-plot")
+            with gr.Column(scale=1):
+                image = gr.Image(label="Chosen face", type="pil", height=224, interactive=False)
+                info = gr.Markdown("Hover a point to see the face; click it to show it here.")
+                click = gr.Textbox(visible="hidden", elem_id="hs-click")
+                row = gr.Number(label="Row", minimum=0, step=1, elem_id="hs-row")
+                with gr.Row():
+                    show_row = gr.Button("Show row", size="sm", elem_id="hs-show-row")
+                    to_a = gr.Button("Use as A", size="sm")
+                    to_b = gr.Button("Use as B", size="sm")
+        gr.Markdown("### SLERP path between two faces")
+        with gr.Row():
+            a = gr.Number(label="Face A (row)", minimum=0, step=1, elem_id="sl-a")
+            b = gr.Number(label="Face B (row)", minimum=0, step=1, elem_id="sl-b")
+            kind = gr.Radio(["different class", "same class"], value="different class", label="Pair")
+            rand = gr.Button("Random pair")
+            draw = gr.Button("Draw SLERP path", variant="primary", elem_id="sl-btn")
+        with gr.Row():
+            ends = gr.Gallery(label="A and B", columns=2, height=190, allow_preview=False, elem_id="sl-ends")
+            strip = gr.Gallery(label="Nearest real faces along the path (t = 0.25, 0.5, 0.75)", columns=3,
+                               height=190, allow_preview=False, elem_id="sl-strip")
+        with gr.Row():
+            curve = gr.Plot(label="p(fake) along the path")
+            text = gr.Markdown(elem_id="sl-text")
+        gr.Markdown(about.HYPERSPHERE_TEXT)
+
+    head_path = on_gpu(s.sphere.slerp)
+
+    def figure(run_name, method_name, color_by, d):
+        return s.sphere.figure(run_name, method_name, color_by, dims_of(d))
+
+    def point(run_name, _method, r):
+        if r in (None, ""):
+            raise gr.Error("click a point in the plot, or type a row number", print_exception=False)
+        image_, text_, r = s.sphere.point(run_name, r)
+        demo = s.store.run_is_demo(s.store.run(run_name))
+        note = "\n\n<span class='demo-warning'>⚠ DEMO: scores are meaningless</span>" if demo else ""
+        return image_file(image_), text_ + note, r
+
+    def slerp(run_name, method_name, a_, b_, color_by, d):
+        if a_ in (None, "") or b_ in (None, ""):
+            raise gr.Error("choose face A and face B first (click points, or Random pair)", print_exception=False)
+        return head_path(run_name, method_name, a_, b_, color_by, dims_of(d))
+
+    def slerp_api(*args):
+        r = slerp(*args)
+        return r.sphere, r.curve, r.text
+
+    def slerp_ui(*args):
+        r = slerp(*args)
+        return r.sphere, r.curve, r.text, [(image_file(im), c) for im, c in r.ends], \
+            [(image_file(im), c) for im, c in r.strip]
+
+    def cold_note(run_name, method_name, d):
+        if s.sphere.cold(run_name, method_name, dims_of(d)):
+            return ("<div class='status ok'>Fitting a UMAP projection of this run's embeddings (first time only, "
+                    "some seconds; then cached on disk)…</div>")
+        return ""
+
+    def on_run(run_name):
+        methods = run_methods(s, run_name)
+        return gr.Dropdown(choices=methods, value=default_method(methods))
+
+    sphere_in = [run, method, color, dims]
+    run.change(on_run, run, method, api_name="_hs_run", **PRIVATE)
+    show.click(cold_note, [run, method, dims], status, api_name="_hs_cold", **PRIVATE, show_progress="hidden").then(
+        for_visitor(figure, 1), sphere_in, [plot, status], api_name="_ui_hs", **PRIVATE)
+    click.change(for_visitor(lambda *x: point(*x)[:2], 2), [run, method, click], [image, info, status],
+                 api_name="_hs_click", **PRIVATE)
+    show_row.click(for_visitor(lambda *x: point(*x)[:2], 2), [run, method, row], [image, info, status],
+                   api_name="_ui_point", **PRIVATE)
+    to_a.click(lambda r: r, row, a, api_name="_to_a", **PRIVATE)
+    to_b.click(lambda r: r, row, b, api_name="_to_b", **PRIVATE)
+    rand.click(for_visitor(s.sphere.random_pair, 2), [run, kind], [a, b, status], api_name="_ui_pair", **PRIVATE)
+    draw.click(for_visitor(slerp_ui, 5), [run, method, a, b, color, dims], [plot, curve, text, ends, strip, status],
+               api_name="_ui_slerp", **PRIVATE, **MODEL_KW)
+
+    with tab, gr.Row(visible=False):
+        api_btns = [gr.Button(visible=False) for _ in range(4)]
+    api_btns[0].click(friendly(figure), sphere_in, plot, api_name="hypersphere")
+    api_btns[1].click(friendly(point), [run, method, row], [image, info, row], api_name="point")
+    api_btns[2].click(friendly(s.sphere.random_pair), [run, kind], [a, b], api_name="random_pair")
+    api_btns[3].click(friendly(slerp_api), [run, method, a, b, color, dims], [plot, curve, text], api_name="slerp_path",
+                      **MODEL_KW)
+
+    ctx.run_lists.append(run)
+    ctx.url_inputs["hypersphere"] = {"run": run, "method": method, "a": a, "b": b, "dims": dims, "color": color}
+    def url_open(run_name, method_name, color_by, d, a_, b_):
+        if a_ not in (None, "") and b_ not in (None, ""):
+            return slerp_ui(run_name, method_name, a_, b_, color_by, d)
+        return figure(run_name, method_name, color_by, d), *[gr.skip()] * 4
+
+    tab.first_visit = (figure, sphere_in, [plot])
+    tab.url_view = (url_open, [*sphere_in, a, b], [plot, curve, text, ends, strip])
+    return tab

@@ -1,0 +1,195 @@
+"""The page: title and links, the one-line status with its details, the tabs, and shareable links.
+
+A link opens a view with its selection through query parameters, e.g.
+`/?tab=hypersphere&run=demo&method=ln_norm_slerp&a=3&b=17` draws that SLERP path, and
+`/?tab=roc&run=demo&level=video&threshold=0.3` opens the ROC browser there. "Copy link" writes the
+link of what is on screen.
+"""
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import gradio as gr
+
+from dfdet.viz.session import Session
+from dfdet.viz.startup import CODE_URL, PAPER_URL
+
+from . import about, compare, errors, hypersphere, roc
+from .common import PRIVATE, Ctx
+from .runs import first_run, run_names
+
+DELETE_CACHE = (600, 3600)  # every 10 min, delete uploads/outputs older than 1 h; all of them at shutdown
+TABS = (compare, hypersphere, roc, errors, about)  # a new tab: a module with build(ctx) -> gr.Tab, added here
+TAB_IDS = ("compare", "hypersphere", "roc", "errors", "about")
+NUMBERS = {"a", "b", "row", "threshold"}
+
+
+def build_app(session: Session) -> gr.Blocks:
+    s = session
+    ctx = Ctx(session=s)
+    with gr.Blocks(title="dfdet: CLIP deepfake detection", delete_cache=DELETE_CACHE) as app:
+        gr.Markdown("# dfdet: CLIP deepfake detectors side by side\nThe four methods of *Unlocking the Hidden "
+                    f"Potential of CLIP in Generalizable Deepfake Detection* ([paper]({PAPER_URL}), "
+                    f"[code]({CODE_URL})) on the CLIP ViT-L/14 vision encoder, and the thesis's text-guided ones.",
+                    elem_id="page-title")
+        status = gr.HTML(s.startup.status_line(), elem_id="status-line")
+        with gr.Accordion("Details: models, what is missing, how to provide it", open=False):
+            details = gr.Markdown(s.startup.details(), elem_id="status-details")
+            with gr.Row(visible=offer_demo(s)) as demo_row:
+                demo_btn = gr.Button("Start demo mode (random weights: scores are meaningless)", size="sm")
+            demo_msg = gr.Markdown()
+        timer = gr.Timer(2.0, active=busy(s))
+        with gr.Row():
+            link_btn = gr.Button("Copy link to this view", size="sm", scale=0, elem_id="copy-link")
+            link_box = gr.Textbox(show_label=False, container=False, interactive=False, elem_id="link-box",
+                                  placeholder="a link that opens this view with its selection")
+        current = gr.State("compare")
+        url_tab = gr.State("")  # the tab a link named, "" for a plain visit
+        with gr.Tabs(selected="compare") as tabs:
+            ctx.tabs = tabs
+            built = {tid: mod.build(ctx) for tid, mod in zip(TAB_IDS, TABS)}
+        hidden_banner = gr.Markdown(visible=False)
+
+        # -- tabs: remember which one is shown; fill a tab on its first visit (cached views are fast) ---------
+        shown = gr.State(set())
+        for tid, tab in built.items():
+            if tab is None:
+                continue
+            fill = getattr(tab, "first_visit", None)
+            if fill is None:
+                tab.select(lambda t=tid: t, None, current, api_name=f"_tab_{tid}", **PRIVATE, show_progress="hidden")
+                continue
+            view, inputs, outputs = fill
+            tab.select(first_visit(tid, view, len(outputs)), [shown, *inputs], [*outputs, shown, current],
+                       api_name=f"_tab_{tid}", **PRIVATE, show_progress="hidden")
+
+        # -- status: at load, and every 2 s while models load or demo mode is built ------------------------------
+        run_lists = [*ctx.run_lists, ctx.face_source]
+
+        def lists():
+            from .compare import source_choices
+            names, r0 = run_names(s), first_run(s)
+            return (*[gr.Dropdown(choices=names, value=r0)] * len(ctx.run_lists),
+                    gr.Dropdown(choices=source_choices(s)))
+
+        def refresh():
+            return (s.startup.status_line(), s.startup.details(), gr.Row(visible=offer_demo(s)),
+                    gr.Timer(active=busy(s)), *lists())
+
+        def poll(known):
+            if busy(s):
+                return s.startup.status_line(), gr.skip(), gr.skip(), gr.Timer(active=True), known, \
+                    *[gr.skip()] * len(run_lists)
+            now = tuple(s.store.runs)
+            if tuple(known or ()) == now:  # nothing new: keep what the visitor selected
+                return (*refresh()[:4], known, *[gr.skip()] * len(run_lists))
+            return (*refresh()[:4], list(now), *lists())
+
+        known_runs = gr.State(list(s.store.runs))
+        status_out = [status, details, demo_row, timer]
+        timer.tick(poll, known_runs, [*status_out, known_runs, *run_lists], api_name="_poll", **PRIVATE,
+                   show_progress="hidden")
+
+        def start_demo():
+            msg = s.startup.request_demo()
+            return s.startup.banner(), msg
+
+        demo_btn.click(start_demo, None, [hidden_banner, demo_msg], api_name="_ui_demo", **PRIVATE).then(
+            refresh, None, [*status_out, *run_lists], api_name="_after_demo", **PRIVATE)
+        with gr.Row(visible=False):
+            api_status, api_demo = gr.Button(visible=False), gr.Button(visible=False)
+        api_status.click(lambda: (s.startup.banner(), s.startup.details()), None, [hidden_banner, details],
+                         api_name="status")
+        api_demo.click(start_demo, None, [hidden_banner, demo_msg], api_name="start_demo")
+
+        # -- shareable links ---------------------------------------------------------------------------------------
+        keys = [(tid, k) for tid in TAB_IDS for k in ctx.url_inputs.get(tid, {})]
+        comps = [ctx.url_inputs[tid][k] for tid, k in keys]
+
+        def from_url(request: gr.Request):
+            q = dict(request.query_params) if request is not None else {}
+            tab = q.get("tab") if q.get("tab") in TAB_IDS else None
+            values = []
+            for tid, k in keys:
+                v = q.get(k) if tab == tid else None
+                if v is not None and k in NUMBERS:
+                    try:
+                        v = float(v) if k == "threshold" else int(v)
+                    except ValueError:
+                        v = None
+                if v is not None and k == "dims":
+                    v = "3-D" if str(v).startswith("3") else "2-D"
+                values.append(v if v is not None else gr.skip())
+            return (gr.Tabs(selected=tab) if tab else gr.skip(), tab or "compare", tab or "", *values)
+
+        def make_link(tab, *values):
+            q = {"tab": tab}
+            for (tid, k), v in zip(keys, values):
+                if tid == tab and v not in (None, "", []):
+                    q[k] = v if not isinstance(v, float) or k == "threshold" else int(v)
+            return urlencode(q)
+
+        app.load(refresh, None, [*status_out, *run_lists], api_name="_load", **PRIVATE).then(
+            from_url, None, [tabs, current, url_tab, *comps], api_name="_from_url", **PRIVATE).then(
+            open_from_url(built), [url_tab, *[i for t in built.values() for i in url_view(t)[1]]],
+            [o for t in built.values() for o in url_view(t)[2]], api_name="_open_url", **PRIVATE)
+        link_btn.click(make_link, [current, *comps], link_box, api_name="_link", **PRIVATE).then(
+            None, link_box, link_box, js=_copy_js())
+    return app
+
+
+def url_view(tab) -> tuple:
+    """(view, inputs, outputs) a link opens: the tab's url_view, else its first-visit view."""
+    return getattr(tab, "url_view", None) or getattr(tab, "first_visit", None) or (None, [], [])
+
+
+def open_from_url(built: dict):
+    """After a link set the inputs: run the view of the tab it names (nothing for a plain visit)."""
+    spans, start = {}, 0
+    for tid, tab in built.items():
+        view, inputs, outputs = url_view(tab)
+        spans[tid] = (view, start, len(inputs), len(outputs))
+        start += len(inputs)
+    n_out = sum(v[3] for v in spans.values())
+
+    def handler(current, *values):
+        out, seen = [], False
+        for tid, (view, i0, n_in, n_o) in spans.items():
+            if view is not None and tid == current and not seen:
+                seen = True
+                try:
+                    res = view(*values[i0:i0 + n_in])
+                    out += list(res if isinstance(res, tuple) else (res,))[:n_o]
+                    continue
+                except Exception:  # noqa: BLE001 - a stale link opens the tab without its view
+                    pass
+            out += [gr.skip()] * n_o
+        return out if n_out != 1 else out[0]
+    return handler
+
+
+def first_visit(key: str, view, n_out: int):
+    """A tab.select handler: on the first visit (with a run to show) call `view`, then remember it."""
+    def handler(shown, *args):
+        if key in shown or (args and args[0] in (None, "")):
+            return *[gr.skip()] * n_out, shown, key
+        try:
+            out = view(*args)
+        except Exception:  # noqa: BLE001 - the tab's own button shows the reason
+            return *[gr.skip()] * n_out, shown, key
+        out = out if isinstance(out, tuple) else (out,)
+        return *out, shown | {key}, key
+    return handler
+
+
+def offer_demo(s: Session) -> bool:
+    return s.status.mode == "none" and s.cfg.demo != "off" and s.startup.demo.state == "idle"
+
+
+def busy(s: Session) -> bool:
+    return s.status.mode == "loading" or s.startup.demo.state == "building"
+
+
+def _copy_js() -> str:
+    from .assets import COPY_JS
+    return COPY_JS

@@ -40,14 +40,20 @@ def test_push_of_a_run_folder_then_the_app_shows_it_with_pulled_checkpoints(tmp_
     steps = s.startup.hub_steps
     assert steps == ["1 of 3: download checkpoint me/dfdet-ln-norm", "2 of 3: download checkpoint me/gone",
                      "3 of 3: download run me/dfdet-run"]
-    assert s.bank.entries["ln_norm"].status == "ready"  # the pulled checkpoint is a live row
+    assert s.bank.entries["dfdet-ln-norm"].status == "ready"  # the pulled checkpoint is a live row, named by its repo
     assert "dfdet-run" in s.runs and len(s.runs["dfdet-run"].predictions) == 40
     details = s.banner()
     assert "checkpoint me/gone skipped: cannot pull me/gone: repository not found" in details
     # a restart without network reuses what was pulled
-    monkeypatch.setattr(huggingface_hub, "HfApi", None)
+    class Offline:
+        def __init__(self, token=None):
+            pass
+
+        def __getattr__(self, name):
+            raise OSError("network is unreachable")
+    monkeypatch.setattr(huggingface_hub, "HfApi", Offline)
     s2 = Session(cfg, clip=tiny_clip)
-    assert s2.bank.entries["ln_norm"].status == "ready" and "dfdet-run" in s2.runs
+    assert s2.bank.entries["dfdet-ln-norm"].status == "ready" and "dfdet-run" in s2.runs
 
 
 def test_the_authors_models_become_live_rows_named_as_theirs(tmp_path, hub, monkeypatch):

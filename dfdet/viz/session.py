@@ -110,6 +110,9 @@ class Session:
     def random_row(self, dataset="any", source="any", label="any", seed=None) -> int:
         return self.compare.random_row(dataset, source, label, seed)
 
+    def projection(self, run_name, method, dims=2):
+        return self.store.projection(run_name, method, dims)
+
     def hypersphere(self, run_name, method, color_by="label", dims=2):
         return self.sphere.figure(run_name, method, color_by, dims)
 

@@ -70,6 +70,6 @@ class ErrorsService:
         try:
             im = load_face(root, rec["path"])
         except DfdetError:
-            im, caption = placeholder(160), caption + " (file missing)"
+            im, caption = placeholder(160), caption + " (image file not on this machine)"
         im.thumbnail((192, 192))
         return im, caption, int(row)

@@ -174,5 +174,5 @@ def test_app_notes_run_folders_from_an_older_version_and_shows_the_rest(live, pi
     assert set(live.session.runs) == {"good"}
     fig, metrics, conf = c.predict("good", ["linear_probe", "ln_norm"], ["DS0"], "frame", 0.5, api_name="/roc")
     assert len(metrics["data"]) == 2
-    with pytest.raises(Exception, match="not in the list of choices"):
+    with pytest.raises(Exception, match="unknown run 'from_older_version'; runs: good"):  # the service checks names
         c.predict("from_older_version", ["ln_norm"], ["DS0"], "frame", 0.5, api_name="/roc")

@@ -39,7 +39,8 @@ class Ctx:
     face_row: gr.Number | None = None
     compare_open: Callable | None = None  # (source, row) -> Compare outputs: open a face in Compare
     compare_outputs: list = field(default_factory=list)
-    url_inputs: dict = field(default_factory=dict)  # query parameter -> component it sets (shareable links)
+    url_inputs: dict = field(default_factory=dict)  # tab -> {query parameter: component it sets} (shareable links)
+    on_load: list = field(default_factory=list)  # (fn, output): filled when a page loads
 
 
 def scrub(message: str) -> str:

@@ -10,7 +10,7 @@ from dfdet.viz import plots
 from dfdet.viz.compare import TABLE_COLUMNS, table_csv
 from dfdet.viz.media import IMAGE_EXTS, MAX_UPLOAD_MB, VIDEO_EXTS, image_file
 from dfdet.viz.services.compare import CompareResult
-from dfdet.viz.store import SAMPLES
+from dfdet.viz.store import SAMPLES, md_escape
 
 from .common import MODEL_KW, PRIVATE, Ctx, display_table, for_visitor, friendly, how_to_read, on_gpu, status_line
 from .guards import guard_image_upload
@@ -56,12 +56,14 @@ def build(ctx: Ctx) -> gr.Tab:
                                     elem_id="cmp-video")
                 video_btn = gr.Button("Analyse video", elem_id="cmp-video-btn")
                 video_example = shared_file(*EXAMPLE_VIDEO)
-                if video_example is not None:
-                    gr.Examples([[str(video_example)]], inputs=[video_in], label="Example video (FaceForensics++ DF)")
+                # A button, not gr.Examples: the server scores its own file by name, and no copy of it is
+                # put in the upload cache (where it would outlive the server).
+                example_video_btn = gr.Button("Try the example video (FaceForensics++, a deepfake)", size="sm",
+                                              visible=video_example is not None, elem_id="cmp-example-video")
                 gr.Markdown("**Example faces** (click one to score it)")
-                examples = gr.Gallery([(image_file(s.store.face(SAMPLES, r)[0]), s.store.describe(
-                    s.store.samples.iloc[r].to_dict()).split(" · ")[1]) for r in rows],
-                    columns=8, height=110, allow_preview=False, show_label=False, elem_id="cmp-examples")
+                # Filled at page load, not at build: files made at build time would outlive the server's cache.
+                examples = gr.Gallery(columns=8, height=110, allow_preview=False, show_label=False,
+                                      elem_id="cmp-examples")
                 with gr.Accordion("A face from the sample manifest", open=False):
                     with gr.Row():
                         ds_in = gr.Dropdown(["any"] + filters["dataset"], value="any", label="Dataset")
@@ -93,11 +95,21 @@ def build(ctx: Ctx) -> gr.Tab:
     api_out = [crops, note, prob_table, bars, timeline, csv_btn]
     score_image, score_video, score_sample = on_gpu(s.compare.image), on_gpu(s.compare.video), on_gpu(s.compare.sample)
 
-    def outputs(res: CompareResult):
+    def outputs(res: CompareResult, visitor: bool = False):
+        """The documented outputs. A visitor's table lists the scored methods only; the others are one line
+        in the note (and in the status details), not a row of blanks in every table."""
         pred = res.prediction
-        table = pred.table.rename(columns={"trainable params": params_column(s)})
+        table = pred.table
+        note_text = md_escape(pred.message)
+        if visitor:
+            missing = table[table["p_fake"].isna()]["method"].tolist()
+            table = table[table["p_fake"].notna()]
+            if missing:
+                note_text += f"\n\nNot available here: {md_escape(', '.join(missing))} (why: “Details” at the top)."
+        table = table.rename(columns={"trainable params": params_column(s)})
         gallery = [(image_file(im), None) for im in pred.crops[:32]]
-        note_text = pred.message + (f"\n\n<span class='demo-warning'>⚠ {plots.DEMO_NOTE}</span>" if pred.demo else "")
+        if pred.demo:
+            note_text += f"\n\n<span class='demo-warning'>⚠ {plots.DEMO_NOTE}</span>"
         timeline_fig = (plots.frame_timeline(pred.times, pred.frame_scores, pred.demo) if pred.times is not None
                         else plots.empty_figure("Per-frame scores appear here for a video."))
         return (gallery, note_text, display_table(table), plots.probability_bars(pred.table, pred.demo),
@@ -116,13 +128,13 @@ def build(ctx: Ctx) -> gr.Tab:
     def api_random_face(dataset, source, label):
         row = s.compare.random_row(dataset or "any", source or "any", label or "any")
         _, rec = s.store.face(SAMPLES, row)
-        return SAMPLES, row, s.store.describe(rec)
+        return SAMPLES, row, md_escape(s.store.describe(rec))
 
     # -- the visitor's events: header, boxed photo, stale inputs cleared, status line --------------------
     ui_out = [header, original, *api_out]
 
     def shown(res: CompareResult, clear_image, clear_video):
-        return (res.header, res.original, *outputs(res), clear_image, clear_video)
+        return (res.header, res.original, *outputs(res, visitor=True), clear_image, clear_video)
 
     ui_image = for_visitor(lambda p: shown(score_image(p), gr.skip(), None), len(ui_out) + 2)
     ui_video = for_visitor(lambda p: shown(score_video(p), None, gr.skip()), len(ui_out) + 2)
@@ -138,6 +150,10 @@ def build(ctx: Ctx) -> gr.Tab:
     video_btn.click(ui_video, video_in, visitor_out, api_name="_ui_video", **PRIVATE, **MODEL_KW)
     row_btn.click(ui_sample, [face_src, face_row], visitor_out, api_name="_ui_sample", **PRIVATE, **MODEL_KW)
     examples.select(example, None, visitor_out, api_name="_ui_example", **PRIVATE, **MODEL_KW)
+    ui_example_video = for_visitor(lambda: shown(score_video(video_example, "example video (a deepfake)"), None, None),
+                                   len(ui_out) + 2)
+    example_video_btn.click(ui_example_video, None, visitor_out, api_name="_ui_example_video",
+                            **PRIVATE, **MODEL_KW)
     random_btn.click(for_visitor(api_random_face, 3), [ds_in, src_in, lab_in], [face_src, face_row, face_info, status],
                      api_name="_ui_random", **PRIVATE).success(
         ui_sample, [face_src, face_row], visitor_out, api_name="_after_random", **PRIVATE, **MODEL_KW)
@@ -151,6 +167,10 @@ def build(ctx: Ctx) -> gr.Tab:
                       api_name="random_face")
     api_btns[3].click(friendly(api_sample), [face_src, face_row], api_out, api_name="predict_sample", **MODEL_KW)
 
+    def example_faces():
+        return [(image_file(s.store.face(SAMPLES, r)[0]),
+                 s.store.describe(s.store.samples.iloc[r].to_dict()).split(" · ")[1]) for r in rows]
+    ctx.on_load.append((example_faces, examples))
     ctx.face_source, ctx.face_row = face_src, face_row
     ctx.compare_open, ctx.compare_outputs = ui_sample, visitor_out
     ctx.url_inputs["compare"] = {"row": face_row}

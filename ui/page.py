@@ -133,6 +133,8 @@ def build_app(session: Session) -> gr.Blocks:
             from_url, None, [tabs, current, url_tab, *comps], api_name="_from_url", **PRIVATE).then(
             open_from_url(built), [url_tab, *[i for t in built.values() for i in url_view(t)[1]]],
             [o for t in built.values() for o in url_view(t)[2]], api_name="_open_url", **PRIVATE)
+        for i, (fn, output) in enumerate(ctx.on_load):
+            app.load(fn, None, output, api_name=f"_load_{i}", **PRIVATE, show_progress="hidden")
         link_btn.click(make_link, [current, *comps], link_box, api_name="_link", **PRIVATE).then(
             None, link_box, link_box, js=_copy_js())
     return app

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 THRESHOLD = 0.5  # p_fake at or above this is called fake
 TABLE_COLUMNS = ["method", "p_real", "p_fake", "verdict", "trainable params", "status"]
 DEMO_VERDICT = " (meaningless: demo)"
+DEMO_CSV_NOTE = "# DEMO: random-weight backbone, every score below is meaningless"
 
 
 @dataclass
@@ -87,7 +88,8 @@ EXPORT_KEEP_S = 600  # gradio copies an export into its own cache at once; older
 
 
 def table_csv(table: pd.DataFrame, demo: bool, folder: str | Path | None = None, stem: str = "dfdet_scores") -> Path:
-    """The table as a CSV file for download; demo tables say they are meaningless in a first column.
+    """The table as a CSV file for download; a demo table says once, in a first comment line, that its
+    scores are meaningless. Counts stay whole numbers (empty where a method has none).
 
     Each export is a new file, so the folder is pruned of exports older than EXPORT_KEEP_S on every
     call: a public app must not fill the disk one CSV per click.
@@ -102,10 +104,14 @@ def table_csv(table: pd.DataFrame, demo: bool, folder: str | Path | None = None,
         except OSError:
             pass  # another worker removed it first
     out = table.copy()
-    if demo:
-        out.insert(0, "note", "DEMO: random-weight backbone, scores are meaningless")
+    for col in out.columns:
+        if col in ("trainable params", "frames") or col.startswith("trainable params"):
+            out[col] = pd.to_numeric(out[col], errors="coerce").round().astype("Int64")
     path = folder / f"{stem}_{time.strftime('%Y%m%d-%H%M%S')}_{os.getpid()}_{time.perf_counter_ns() % 10**6}.csv"
     tmp = path.with_suffix(".tmp")
-    out.to_csv(tmp, index=False)
+    with open(tmp, "w", newline="") as f:
+        if demo:
+            f.write(f"{DEMO_CSV_NOTE}\n")
+        out.to_csv(f, index=False)
     os.replace(tmp, path)
     return path

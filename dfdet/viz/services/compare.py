@@ -45,14 +45,14 @@ class CompareService:
         return CompareResult(pred, f"**Results for:** uploaded photo `{md_escape(Path(path).name)}` "
                                    "(ground truth unknown)", boxed(image, res.boxes[0] if res.boxes else None))
 
-    def video(self, path: str | Path | None) -> CompareResult:
+    def video(self, path: str | Path | None, what: str = "uploaded video") -> CompareResult:
         """An uploaded video: aligned faces from evenly spaced frames, per-frame and video-level scores."""
         bank = self.store.require_bank()
         path = check_upload(path, "video")
         faces, times, note = video_faces(path, self.store.cfg.video_frames, self.store.face_aligner())
         with self.store.model_lock:
             pred = compare.video_prediction(bank, faces, times, note)
-        return CompareResult(pred, f"**Results for:** uploaded video `{md_escape(Path(path).name)}`, "
+        return CompareResult(pred, f"**Results for:** {what} `{md_escape(Path(path).name)}`, "
                                    f"{len(faces)} frames (ground truth unknown)")
 
     def sample(self, source: str, row) -> CompareResult:

@@ -48,7 +48,7 @@ class ErrorsService:
             totals[kind] = len(rows)
             if one_per_video:
                 rows = rows.drop_duplicates(VIDEO)
-            items[kind] = [self._item(root, r, f"p_fake {r[col]:.2f} · {r['dataset']}/{r['source']}", i)
+            items[kind] = [self._item(root, r, f"{kind.upper()} p_fake {r[col]:.2f} · {r['dataset']}/{r['source']}", i)
                            for i, r in rows.head(k).iterrows()]
         methods = self.store.methods_of(run)
         dis = errors.disagreements(preds, methods, dataset, len(preds))

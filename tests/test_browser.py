@@ -125,7 +125,7 @@ def test_compare_example_upload_and_an_error_that_keeps_the_results(page, server
     for label in ("Linear probe", "LN-tuning", "LN + Norm", "LN + Norm + SLERP"):
         expect(table.get_by_role("gridcell", name=label, exact=True)).to_be_visible()
     # a refused request: the reason stays inline, the last results stay, the input is not covered
-    page.get_by_text("A face from the sample manifest").click()
+    page.get_by_text("A face from the sample manifest", exact=True).first.click()
     page.locator("#cmp-row input").fill("999999")
     page.locator("#cmp-row-btn").click()
     expect(page.locator("#cmp-status")).to_contain_text("out of range")

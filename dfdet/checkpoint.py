@@ -20,7 +20,12 @@ from .errors import CheckpointError
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "dfdet.json"
 FORMAT = "dfdet-checkpoint/1"
-
+MAX_META_BYTES = 1 << 20  # a sidecar is a few KB; a larger one is not ours
+MAX_META_DEPTH = 16  # nesting of the sidecar's JSON (ours is 4 deep)
+META_TYPES = {"format": str, "method": str, "backbone": dict, "label": str, "display_name": str, "source": str,
+              "code_version": str, "trainable_params": int, "config": dict, "hub": dict, "tensors": dict}
+REQUIRED_META = ("format", "method", "backbone")
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)  # what a weight may be stored as
 
 
 def save_checkpoint(folder: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
@@ -51,9 +56,17 @@ def read_meta(folder: str | Path) -> dict:
             f"{folder} is not a dfdet checkpoint: expected {WEIGHTS_FILE} and {META_FILE}, found {found}. "
             "dfdet loads only safetensors + JSON; convert other formats with `dfdet import-checkpoint`.")
     try:
+        if meta_path.stat().st_size > MAX_META_BYTES:
+            raise CheckpointError(f"{meta_path}: {meta_path.stat().st_size:,} bytes is too large for a checkpoint's "
+                                  f"{META_FILE} (at most {MAX_META_BYTES:,}); it is not one dfdet wrote")
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{meta_path} is not valid JSON: {err}") from None
+    except RecursionError:
+        raise CheckpointError(f"{meta_path} is nested too deeply to be a checkpoint's {META_FILE}") from None
+    except PermissionError:
+        raise CheckpointError(f"{meta_path}: permission denied (cannot read it as this user)") from None
+    _check_meta(meta, meta_path)
     if meta.get("format") != FORMAT:
         raise CheckpointError(
             f"{meta_path}: checkpoint format {meta.get('format')!r}, written by dfdet "
@@ -63,16 +76,76 @@ def read_meta(folder: str | Path) -> dict:
     return meta
 
 
+def _depth(value, limit: int, level: int = 0) -> int:
+    if level > limit or not isinstance(value, (dict, list)):
+        return level
+    items = value.values() if isinstance(value, dict) else value
+    return max((_depth(v, limit, level + 1) for v in items), default=level + 1)
+
+
+def _check_meta(meta, meta_path: Path) -> None:
+    """The sidecar's schema: an object, the keys every loader reads present, and each known key of its type."""
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{meta_path}: expected a JSON object, found {type(meta).__name__}")
+    if _depth(meta, MAX_META_DEPTH) > MAX_META_DEPTH:
+        raise CheckpointError(f"{meta_path} is nested deeper than {MAX_META_DEPTH} levels: not a checkpoint's "
+                              f"{META_FILE}")
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing and meta.get("format") == FORMAT:
+        raise CheckpointError(f"{meta_path}: missing {', '.join(missing)}")
+    for key, kind in META_TYPES.items():
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+            raise CheckpointError(f"{meta_path}: {key!r} must be a {_TYPE_NAMES[kind]}, found "
+                                  f"{type(value).__name__} {json.dumps(value)[:40]}")
+    backbone = meta.get("backbone") or {}
+    for key in ("model", "weights"):
+        if key in backbone and not isinstance(backbone[key], str):
+            raise CheckpointError(f"{meta_path}: 'backbone.{key}' must be a string, found "
+                                  f"{type(backbone[key]).__name__}")
+
+
+_TYPE_NAMES = {str: "string", dict: "JSON object", int: "whole number"}
+
+
+def check_tensors(tensors: dict[str, torch.Tensor], folder: str | Path,
+                  expected: dict[str, tuple[int, ...]] | None = None, method: str = "") -> None:
+    """Refuse a checkpoint unless every tensor is a finite float weight and, with `expected` (name -> shape,
+    the method's trainable set), the names are exactly those and the shapes match.
+
+    Exact, both ways: a missing tensor would be scored with a freshly initialised one (a made-up score),
+    and an extra one would overwrite part of the backbone every method shares.
+    """
+    what = f"a {method} checkpoint" if method else "this checkpoint"
+    if expected is not None:
+        missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+        if missing or extra:
+            parts = ([f"missing {len(missing)} tensor(s) {missing[:3]}"] if missing else []) + (
+                [f"{len(extra)} tensor(s) outside the method's trainable set {extra[:3]}"] if extra else [])
+            raise CheckpointError(f"{folder}: not {what}: {'; '.join(parts)}. Re-train it or pull it again")
+    for k, v in tensors.items():
+        if v.dtype not in FLOAT_DTYPES:
+            raise CheckpointError(f"{folder}: tensor {k} is {str(v.dtype).replace('torch.', '')}; weights must be "
+                                  "floating point")
+        if expected is not None and tuple(v.shape) != tuple(expected[k]):
+            raise CheckpointError(f"{folder}: {k} has shape {tuple(v.shape)}, {what} needs {tuple(expected[k])}")
+        if not bool(torch.isfinite(v).all()):
+            raise CheckpointError(f"{folder}: tensor {k} holds NaN or infinite values: the checkpoint is broken "
+                                  "(a diverged training run?); re-train it")
+
+
 def load_tensors(folder: str | Path) -> dict[str, torch.Tensor]:
     path = Path(folder) / WEIGHTS_FILE
     try:
         return load_file(str(path))
+    except PermissionError:
+        raise CheckpointError(f"{path}: permission denied (cannot read it as this user)") from None
     except Exception as err:  # safetensors raises on anything that is not a valid header + buffer
         raise CheckpointError(f"{path} is not a valid safetensors file ({err})") from None
 
 
 def check_compatible(meta: dict, model_name: str, weights: str, folder: str | Path = "") -> None:
-    bb = meta.get("backbone", {})
+    bb = meta.get("backbone") or {}
     if bb.get("model") != model_name or bb.get("weights") != weights:
         raise CheckpointError(
             f"checkpoint {folder} was trained on backbone {bb.get('model')}/{bb.get('weights')}, "
@@ -82,6 +155,7 @@ def check_compatible(meta: dict, model_name: str, weights: str, folder: str | Pa
 
 def apply_overlay(model: torch.nn.Module, tensors: dict[str, torch.Tensor], folder: str | Path = "") -> None:
     """Copy checkpoint tensors into the model; every key must exist with the same shape."""
+    check_tensors(tensors, folder)
     params = dict(model.named_parameters())
     missing = sorted(k for k in tensors if k not in params)
     if missing:

@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .backbone import LoadedClip, VisionBackbone
-from .checkpoint import apply_overlay, check_compatible, load_tensors, read_meta
+from .checkpoint import apply_overlay, check_compatible, check_tensors, load_tensors, read_meta
 from .errors import CheckpointError, DfdetError
 from .methods import METHODS, MethodSpec, get_method
-from .model import CHECKPOINT_LOADERS, Detector, build_model, trainable_count
+from .model import CHECKPOINT_LOADERS, Detector, build_model, trainable_count, trainable_state
 
 PARAM_COUNTS_NOTE = "trainable parameters of the method on this backbone"
 
@@ -71,12 +71,14 @@ class DetectorBank:
                 try:
                     meta = read_meta(folder)
                 except CheckpointError as err:
-                    if (folder / "dfdet.json").exists() or any(folder.iterdir()):
+                    if (folder / "dfdet.json").exists() or any(folder.iterdir()):  # (its method is unknown)
                         self.entries[folder.name] = Entry(folder.name, get_method(wanted[0]), "error", str(err),
                                                           folder=folder, meta={"display_name": folder.name})
                     continue
+                if methods is not None and meta["method"] not in wanted:
+                    continue  # `--methods X`: other checkpoints are neither loaded nor scored
                 if not meta.get("source"):  # an imported model is its own row, not the method's own checkpoint
-                    found.setdefault(meta.get("method", ""), []).append(folder)
+                    found.setdefault(meta["method"], []).append(folder)
                 self._add_checkpoint(folder, meta)
         for name in wanted:
             spec = get_method(name)
@@ -101,13 +103,11 @@ class DetectorBank:
             tensors = load_tensors(folder)
             entry = Entry(name, spec, "ready", folder=folder, meta=meta)
             if spec.family == "ln":
-                probe = Detector(self.backbone, spec)  # shares the backbone; only for validation and counts
-                saved = {k: v.detach().clone() for k, v in probe.named_parameters() if k in tensors}
-                apply_overlay(probe, tensors, folder)
-                with torch.no_grad():
-                    for k, v in saved.items():
-                        dict(probe.named_parameters())[k].copy_(v)
-                entry.tensors = {k: v.to(self.device) for k, v in tensors.items()}
+                probe = Detector(self.backbone, spec)  # shares the backbone; only for the expected set and counts
+                expected = {k: tuple(v.shape) for k, v in trainable_state(probe).items()}
+                check_tensors(tensors, folder, expected, spec.name)
+                dtypes = {k: v.dtype for k, v in probe.named_parameters()}
+                entry.tensors = {k: v.to(self.device, dtypes[k]) for k, v in tensors.items()}
                 entry.trainable_params = trainable_count(probe)
             else:
                 build_model(self.clip, spec, only_register=True)
@@ -120,8 +120,10 @@ class DetectorBank:
                 entry.model = model.to(self.device).eval()
                 entry.trainable_params = int(meta.get("trainable_params", trainable_count(model)))
             self.entries[name] = entry
-        except DfdetError as err:
-            self.entries[name] = Entry(name, spec, "error", str(err), folder=folder, meta=meta)
+        except Exception as err:  # noqa: BLE001 - one bad folder makes only its own row unavailable
+            message = str(err) if isinstance(err, DfdetError) else (
+                f"{folder}: could not be loaded ({type(err).__name__}: {err})")
+            self.entries[name] = Entry(name, spec, "error", message, folder=folder, meta=meta)
 
     def _add_untrained(self, spec: MethodSpec) -> None:
         try:

@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 from dfdet.artifacts import write_run
 from dfdet.backbone import load_clip
@@ -113,6 +114,13 @@ def world(tmp_path_factory, tiny_cfg, shared):
     (ck / "evil_bin" / "pytorch_model.bin").write_bytes(torch_pickle(marker))
     (ck / "evil_ckpt").mkdir()
     (ck / "evil_ckpt" / "model.ckpt").write_bytes(torch_pickle(marker))
+    for name, spoil in (("typed_wrong", lambda m, t: ({**m, "backbone": "ViT"}, t)),  # issue #11 §2 in the app
+                        ("headless", lambda m, t: (m, {k: v for k, v in t.items() if not k.startswith("head.")}))):
+        meta, tensors = spoil(json.loads((ck / "ln_norm" / "dfdet.json").read_text()),
+                              load_file(str(ck / "ln_norm" / "model.safetensors")))
+        (ck / name).mkdir()
+        save_file(tensors, str(ck / name / "model.safetensors"))
+        (ck / name / "dfdet.json").write_text(json.dumps(meta))
     (tmp / "evil.ckpt").write_bytes(torch_pickle(marker))
     (tmp / "evil.bin").write_bytes(torch_pickle(marker))
 
@@ -171,6 +179,8 @@ def test_the_app_lists_refused_checkpoints_and_serves_with_the_rest(world):
     for name in ("evil_safetensors", "evil_bin", "evil_ckpt"):
         assert any(name in label for label in listed), listed  # under "Not available", named by its folder
     assert "not a valid safetensors file" in banner and "not a dfdet checkpoint" in banner
+    assert "'backbone' must be a JSON object" in banner and "not a ln_norm checkpoint: missing 2 tensor" in banner
+    assert "CLIP weights are not available" not in banner
     out = c.predict("samples", 0, api_name="/predict_sample")
     scored = [r for r in out[2]["data"] if r[2] is not None]
     assert {r[0] for r in scored} == {get_method(m).label for m in PAPER_METHODS}

@@ -4,6 +4,7 @@ Images are expected to be face crops; --align first detects and aligns the large
 """
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -59,9 +60,13 @@ def run(args) -> int:
     cals = {m: Calibration.from_meta(bank.entries[m].meta) for m in probs}  # each method's own threshold (val)
     rows = [{"image": Path(n).name, "method": bank.entries[m].label, "p_real": 1 - float(p[i]),
              "p_fake": float(p[i]), "threshold": cals[m].threshold if cals[m] else DEFAULT_THRESHOLD,
-             "verdict": verdict(float(p[i]), cals[m])}
+             # NaN >= threshold is False: a non-finite score would read as "real"
+             "verdict": verdict(float(p[i]), cals[m]) if math.isfinite(p[i]) else "error"}
             for i, n in enumerate(names) for m, p in probs.items()]
     table = pd.DataFrame(rows)
+    broken = sorted({r["method"] for r in rows if r["verdict"] == "error"})
+    for label in broken:
+        print(f"{label}: error: the model's score is not a number (NaN or infinite); no verdict", file=sys.stderr)
     if bank.demo:
         print("NOTE: random-weight backbone: these scores are meaningless (demo/testing only)")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -72,4 +77,5 @@ def run(args) -> int:
             print(f"{n}: {e.message}")
     if args.csv:
         table.to_csv(args.csv, index=False)
-    return 1 if skipped else 0
+    return 1 if skipped or broken else 0
+

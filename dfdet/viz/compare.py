@@ -35,7 +35,12 @@ class Prediction:
     frame_scores: dict[str, np.ndarray] = field(default_factory=dict)  # video: label -> per-frame p_fake
 
 
+NON_FINITE = "error: the model's score is not a number (NaN or infinite); no verdict"
+
+
 def verdict(p: float, demo: bool, threshold: float = THRESHOLD) -> str:
+    if not np.isfinite(p):  # NaN >= threshold is False: it would read as "real"
+        return "error"
     v = "fake" if p >= threshold else "real"
     return v + DEMO_VERDICT if demo else v
 
@@ -47,6 +52,8 @@ def score_table(bank: DetectorBank, scores: dict[str, float]) -> pd.DataFrame:
     for name, entry in sorted(bank.entries.items(), key=lambda kv: (order.get(kv[1].spec.name, len(order)), kv[0])):
         p = scores.get(name)
         status = "ready" if entry.status == "ready" else entry.message
+        if p is not None and not np.isfinite(p):
+            p, status = None, NON_FINITE
         if p is None:
             rows.append({"method": entry.label, "p_real": np.nan, "p_fake": np.nan, "verdict": "",
                          "trainable params": entry.trainable_params or None, "status": status})

@@ -94,7 +94,7 @@ def test_bench_linear_probe_smoke(tmp_path):
     text = Path(out).read_text()
     check_header(text, "bench_linear_probe")
     assert "2 real, 2 fake" in text
-    for name in ("cached", "recompute"):
+    for name in ("cached (augment=none)", "fresh, augmented (paper, default)"):
         (row,) = table_rows(text, name)
         assert all(math.isfinite(float(c)) and float(c) > 0 for c in row[1:])
     assert len(table_rows(text, "sum of epochs 2..3")) == 1

@@ -156,3 +156,21 @@ def test_evaluation_records_drift_per_test_set():
     roc = next(r for r in rocs if r["dataset"] == "CDF" and r["level"] == "frame")
     assert sum(roc["reliability"]["count"]) == 600 and roc["calibrated_threshold"] == cal.threshold
     assert json.loads(json.dumps(records, allow_nan=False))  # strict JSON: no NaN anywhere
+
+
+def test_compare_table_verdicts_use_each_method_calibration(tiny_clip, tmp_path):
+    from dfdet.checkpoint import META_FILE
+    from dfdet.inference import DetectorBank
+    from dfdet.viz import compare
+    from test_app_helpers import make_checkpoints
+    ckpt = make_checkpoints(tiny_clip, tmp_path / "ck", methods=("linear_probe", "ln_tuning"))
+    meta_path = ckpt / "ln_tuning" / META_FILE
+    meta = json.loads(meta_path.read_text())
+    meta["calibration"] = Calibration(rule="fpr", threshold=0.9, temperature=1.0, band=(0.75, 0.85),
+                                      alpha=0.1, target_fpr=0.05).to_meta()
+    meta_path.write_text(json.dumps(meta))
+    bank = DetectorBank(tiny_clip, ckpt, ["linear_probe", "ln_tuning"])
+    t = compare.score_table(bank, {"linear_probe": 0.7, "ln_tuning": 0.7}).set_index("method")["verdict"]
+    assert t["Linear probe"].startswith("fake") and t["LN-tuning"].startswith("real")  # 0.7 < its 0.9
+    t = compare.score_table(bank, {"linear_probe": 0.8, "ln_tuning": 0.8}).set_index("method")["verdict"]
+    assert t["LN-tuning"].startswith("uncertain") and t["LN-tuning"].endswith("(meaningless: demo)")

@@ -195,3 +195,24 @@ def test_cli_explain_writes_maps_and_curves(tiny_clip, tmp_path, shared, capsys)
     assert main(["explain", str(face), "--checkpoints", str(ckpt), "--model", "dfdet-tiny-vit", "--pretrained",
                  "none", "--device", "cpu", "--diff", "ln_norm", "linear_probe", "-o", str(out)]) == 2
     assert "not ready" in capsys.readouterr().err
+
+
+def test_service_maps_per_method_cached_per_run_row_method(tiny_clip, tmp_path, shared, monkeypatch):
+    from dfdet.explain import service
+    from dfdet.inference import DetectorBank
+    from test_app_helpers import make_checkpoints
+    ckpt = make_checkpoints(tiny_clip, tmp_path / "ck", methods=("linear_probe", "ln_tuning"))
+    bank = DetectorBank(tiny_clip, ckpt, ["linear_probe", "ln_tuning", "zeroshot_1desc"])
+    face = Image.open(next((shared / "datasets" / "DFDC" / "fake").glob("*/*"))).convert("RGB")
+    cache = MapCache(tmp_path / "run")
+    e = service.explain_face(bank, face, "gradcam", cache=cache, row=5, steps=4)
+    assert set(e.maps) == {"linear_probe", "ln_tuning"} and "zeroshot_1desc" in e.skipped
+    assert len(list((tmp_path / "run" / "explain" / "gradcam").rglob("5-*.npy"))) == 2
+    monkeypatch.setattr(service, "saliency_maps", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
+    again = service.explain_face(bank, face, "gradcam", cache=cache, row=5, curves=False)
+    assert all(np.array_equal(e.maps[n], again.maps[n]) for n in e.maps)
+    items = service.gallery(e, diff=("ln_tuning", "linear_probe"))
+    assert len(items) == 3 and "minus" in items[-1][1] and items[0][1].endswith("(meaningless: demo)")
+    fig = service.curves_figure(e)
+    assert len(fig.data) == 8 and "meaningless" in fig.layout.title.text
+

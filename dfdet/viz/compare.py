@@ -13,6 +13,7 @@ from PIL import Image
 
 from typing import TYPE_CHECKING
 
+from ..calibration import Calibration
 from ..methods import METHODS
 
 if TYPE_CHECKING:
@@ -38,10 +39,15 @@ class Prediction:
 NON_FINITE = "error: the model's score is not a number (NaN or infinite); no verdict"
 
 
-def verdict(p: float, demo: bool, threshold: float = THRESHOLD) -> str:
+def verdict(p: float, demo: bool, threshold: float = THRESHOLD, cal=None) -> str:
+    """fake/real at the method's own validation threshold (dfdet.calibration), 'uncertain' in its band."""
     if not np.isfinite(p):  # NaN >= threshold is False: it would read as "real"
         return "error"
-    v = "fake" if p >= threshold else "real"
+    if cal is not None:
+        from ..calibration import verdict as calibrated
+        v = calibrated(p, cal)
+    else:
+        v = "fake" if p >= threshold else "real"
     return v + DEMO_VERDICT if demo else v
 
 
@@ -59,7 +65,8 @@ def score_table(bank: DetectorBank, scores: dict[str, float]) -> pd.DataFrame:
                          "trainable params": entry.trainable_params or None, "status": status})
         else:
             rows.append({"method": entry.label, "p_real": round(1 - float(p), 4), "p_fake": round(float(p), 4),
-                         "verdict": verdict(float(p), bank.demo), "trainable params": entry.trainable_params,
+                         "verdict": verdict(float(p), bank.demo, cal=Calibration.from_meta(entry.meta)),
+                         "trainable params": entry.trainable_params,
                          "status": status})
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 

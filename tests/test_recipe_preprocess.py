@@ -84,3 +84,17 @@ def test_dfb_preprocess_of_a_video(shared, tmp_path):
     names = sorted(p.name for p in (tmp_path / "out").rglob("*.png"))
     assert names == [f"{i:03d}.png" for i in np.linspace(0, 99, 3, dtype=int)]  # 000, 049, 099
     assert all(Image.open(p).size == (256, 256) for p in (tmp_path / "out").rglob("*.png"))
+
+
+def test_template_is_deepfakebenchs_destination_points():
+    """DeepfakeBench builds its target points step by step (preprocess.py:128-154): the ArcFace 112 px
+    template, x shifted by 8, scaled to the output, moved by the 1.3x margin, then resized back."""
+    from dfdet.data.faces import template
+    res, scale = 256, 1.3
+    dst = np.array([[30.2946, 51.6963], [65.5318, 51.5014], [48.0252, 71.7366],
+                    [33.5493, 92.3655], [62.7299, 92.2041]])  # insightface's 112 x 112 template
+    dst[:, 0] += 8.0
+    dst = dst * res / 112
+    margin = res * (scale - 1) / 2
+    dst = (dst + margin) * res / (res + 2 * margin)
+    np.testing.assert_allclose(template(res, scale), dst, atol=1e-9)

@@ -51,6 +51,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the backbone (CUDA only; off unless measured to help)
     device: str = "auto"  # "auto", "cpu", "cuda"
     out: str = "runs/train"  # run folder: checkpoint, resolved config, training log
+    force: bool = False  # replace a finished checkpoint in `out` (trained in a staging folder, swapped in at the end)
 
 
 def _coerce(tp: Any, value: Any, key: str = "") -> Any:

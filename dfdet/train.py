@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -39,7 +40,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .backbone import load_clip, weights_id
-from .checkpoint import file_sha256, save_checkpoint
+from .checkpoint import META_FILE, file_sha256, save_checkpoint
 from .config import TrainConfig, to_dict
 from .data import augment as augment_mod
 from .data.dataset import FaceDataset
@@ -47,9 +48,9 @@ from .data.loader import loader_kwargs
 from .data.manifest import default_data_root, read_manifest
 from .distributed import World, barrier, gather_rows, init, shard, world
 from .errors import DataError
-from .fileio import atomic_write
+from .fileio import atomic_write, remove_stale_temp_files
 from .methods import get_method
-from .metrics import METRIC_NAMES, VIDEO_KEY, binary_metrics, video_level
+from .metrics import METRIC_NAMES, RANKING_METRICS, VIDEO_KEY, binary_metrics, video_level
 from .model import Detector, build_model, trainable_count, trainable_state
 from .slerp import alignment_loss, slerp_augment, uniformity_loss
 
@@ -270,10 +271,12 @@ def train(cfg: TrainConfig) -> Path:
         raise DataError(f"{spec.name} has nothing to train")
     if cfg.select_metric not in select_metrics():
         raise DataError(f"unknown select_metric {cfg.select_metric!r}; choose one of {', '.join(select_metrics())}")
+    work = staging_folder(Path(cfg.out), cfg.force)  # before any work: a refusal costs nothing
     w, name = init(str(pick_device(cfg.device)))
     device = torch.device(name)
     seed_everything(cfg.seed)
     train_df, val_df, root = load_splits(cfg)
+    check_selection(cfg, val_df)
     clip = load_clip(cfg.backbone, device)
     seed_everything(cfg.seed)  # the head's init must not depend on how the backbone was made
     model = build_model(clip, spec).to(device)
@@ -319,7 +322,7 @@ def train(cfg: TrainConfig) -> Path:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
 
-    out = Path(cfg.out)
+    out = work  # cfg.out itself, or its staging folder when a finished checkpoint there is being replaced
     log_path = out / "train_log.jsonl"
     best, best_state, best_epoch, step, start_epoch = -math.inf, None, -1, 0, 0
     key = resume_key(cfg)
@@ -329,6 +332,7 @@ def train(cfg: TrainConfig) -> Path:
         best_state, (start_epoch, step, best, best_epoch) = restore_state(resumed, model, opt, gen)
     if w.main:
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(out)  # left by a run killed mid-write (SIGKILL: no cleanup ran)
         atomic_write(out / "config.yaml",
                      lambda p: Path(p).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False)))
         if resumed is not None:
@@ -375,6 +379,12 @@ def train(cfg: TrainConfig) -> Path:
             bar.set_postfix(loss=f"{loss.item():.4f}")
         val = validate(model, val_feats, val_loader, device, cfg)
         score = _score(val, cfg.select_metric)
+        if score == -math.inf and cfg.select_metric != "loss":
+            score = LOSS_FALLBACK - val["loss"] if math.isfinite(val.get("loss", math.nan)) else -math.inf
+            val["selected_on"] = "loss"
+            if w.main:
+                tqdm.write(f"[{spec.name}] epoch {epoch + 1}: {cfg.select_metric} is not a number on the "
+                           f"{cfg.val_split!r} split; this epoch is compared on the validation loss instead")
         improved = score > best
         if improved:
             best, best_epoch = score, epoch
@@ -391,10 +401,16 @@ def train(cfg: TrainConfig) -> Path:
         if step >= total:
             break
 
+    if best_state is None:  # not one epoch could be scored (even the loss was NaN): keep the last, never nothing
+        best_state = {k: v.clone() for k, v in trainable_state(model).items()}
+        best_epoch = -1
+        if w.main:
+            tqdm.write(f"[{spec.name}] no epoch could be scored on {cfg.val_split!r}: the checkpoint holds the last "
+                       "epoch's weights")
     calibration = calibrate_on_val(model, best_state, val_feats, val_loader, device, cfg)  # every rank: a collective
     if not w.main:
         barrier()  # returns once rank 0 has written the checkpoint
-        return out
+        return Path(cfg.out)
     best_val = json.loads(log_path.read_text().splitlines()[best_epoch])["val"]
     meta = {"method": spec.name, "label": spec.label,
             "backbone": {"model": cfg.backbone.model, "weights": weights_id(cfg.backbone)},
@@ -406,10 +422,48 @@ def train(cfg: TrainConfig) -> Path:
             "val_metrics": best_val, "best_epoch": best_epoch + 1, "steps": step,
             "trainable_params": trainable_count(model), "train_seconds": round(time.time() - t_start, 1)}
     meta["calibration"] = calibration
-    folder = save_checkpoint(out, best_state, meta)
+    save_checkpoint(out, best_state, meta)
     (out / RESUME_FILE).unlink(missing_ok=True)  # the checkpoint is complete: nothing left to resume
+    folder = swap_in(out, Path(cfg.out))
     barrier()
     return folder
+
+
+LOSS_FALLBACK = -2.0  # an epoch scored on its loss ranks below every epoch with a metric (scores are in [-1, 1])
+
+
+def check_selection(cfg: TrainConfig, val_df: pd.DataFrame) -> None:
+    """Refuse, before any training, a selection rule the validation split cannot compute."""
+    if cfg.select_metric.removeprefix("video_") in RANKING_METRICS and val_df["label"].nunique() < 2:
+        only = "real" if int(val_df["label"].iloc[0]) == 0 else "fake"
+        raise DataError(f"{cfg.manifest}: the {cfg.val_split!r} split holds only {only} faces, so select_metric "
+                        f"{cfg.select_metric} cannot be computed on it; put both classes in it (`dfdet split`) or "
+                        "pass --set select_metric=loss")
+
+
+def staging_folder(out: Path, force: bool) -> Path:
+    """Where a run writes: `out`, unless it holds a finished checkpoint. That one is replaced only with --force,
+    and then whole: the new run is made in a sibling staging folder (resumable there) and swapped in at the end,
+    so a run killed midway leaves the old checkpoint with its own config and log."""
+    if not (out / META_FILE).is_file():
+        return out
+    if not force:
+        raise DataError(f"{out} already holds a finished checkpoint; pass --force to train a new one in its place "
+                        "(the old one stays until the new one is complete), or choose another --out")
+    return out.parent / f".{out.name}.retrain"
+
+
+def swap_in(work: Path, out: Path) -> Path:
+    """Put a finished staging folder in place of `out` (two renames; the old folder is deleted last)."""
+    if work == out:
+        return out
+    import shutil
+    old = out.parent / f".{out.name}.replaced"
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(out, old)
+    os.replace(work, out)
+    shutil.rmtree(old, ignore_errors=True)
+    return out
 
 
 def calibrate_on_val(model: Detector, best_state: dict, val_feats, val_loader, device, cfg: TrainConfig) -> dict:
@@ -436,7 +490,7 @@ RANK_SEED_STRIDE = 1_000_003  # rank r's generator starts at seed + r * stride: 
 RESUME_FILE = "resume.safetensors"  # end-of-epoch training state of an unfinished run
 # settings that do not change the trained weights (calibration is fitted after training, on validation;
 # micro_batch does change them: SLERP partners are drawn per micro-batch)
-_NOT_IN_KEY = ("out", "device", "num_workers", "compile", "cache_features", "calibration")
+_NOT_IN_KEY = ("out", "force", "device", "num_workers", "compile", "cache_features", "calibration")
 
 
 def resume_key(cfg: TrainConfig) -> str:

@@ -30,6 +30,8 @@ def add_arguments(p) -> None:
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (smoke runs)")
     p.add_argument("--seed", type=int, help="random seed (paper: 42)")
     p.add_argument("--out", help="output checkpoint folder (default checkpoints/<method>)")
+    p.add_argument("--force", action="store_true", help="replace a finished checkpoint in --out (the new run is "
+                   "staged beside it and swapped in only when complete)")
     add_backbone_args(p)
 
 
@@ -48,7 +50,7 @@ def build_config(args):
     flags = {"method": spec.name, "manifest": args.manifest, "data_root": args.data_root, "datasets": args.datasets,
              "epochs": args.epochs, "batch_size": args.batch_size, "micro_batch": args.micro_batch, "lr": args.lr,
              "max_steps": args.max_steps,
-             "seed": args.seed, "out": args.out}
+             "seed": args.seed, "out": args.out, "force": True if getattr(args, "force", False) else None}
     if not args.out and not (args.config and "out" in load_yaml(args.config)):
         flags["out"] = f"checkpoints/{spec.name}"
     data.update({k: v for k, v in flags.items() if v is not None and k in data})

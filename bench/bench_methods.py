@@ -52,6 +52,7 @@ def make_checkpoints(clip, root: Path, seed: int = 0) -> None:
 def main(argv: list[str] | None = None) -> Path:
     p = common.base_parser("Four methods on one face vs four bare forwards", "results_methods_cpu.md")
     p.add_argument("--batch", type=int, default=1, help="faces per request (the dashboard sends 1)")
+    p.add_argument("--precision", default="fp32", help="fp32, or bf16 autocast (the GPU path)")
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     device = common.setup(args)
@@ -71,23 +72,23 @@ def main(argv: list[str] | None = None) -> Path:
     hw = tuple(s) if isinstance(s, (tuple, list)) else (s, s)
     x = torch.randn(args.batch, 3, *hw, device=device)
 
-    with torch.inference_mode():
+    with torch.inference_mode(), common.precision_ctx(device, args.precision):
         ref, ours = bank.predict(x), bank_predict(bank, x)
     diff = max(float(np.abs(ref[n] - ours[n]).max()) for n in PAPER_METHODS)
 
     def bare(k):
         def run():
-            with torch.inference_mode():
+            with torch.inference_mode(), common.precision_ctx(device, args.precision):
                 for _ in range(k):
                     backbone(x)
         return run
 
     def predict():
-        with torch.inference_mode():
+        with torch.inference_mode(), common.precision_ctx(device, args.precision):
             return bank.predict(x)
 
     def multi():
-        with torch.inference_mode():
+        with torch.inference_mode(), common.precision_ctx(device, args.precision):
             return bank_predict(bank, x)
 
     variants = {"4 bare forwards": bare(4), "bank.predict": predict, "bank_predict (multi_ln)": multi,
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> Path:
         if n in ("bank.predict", "bank_predict (multi_ln)"):
             targets.append([n, fmt(r, 3), f"<= {TARGET}", "met" if r <= TARGET else "MISSED"])
     body = [
-        f"Model: {args.model}, random weights; {args.batch} face(s) per request; methods: {', '.join(PAPER_METHODS)} "
+        f"Model: {args.model}, random weights; precision {args.precision}; {args.batch} face(s) per request; methods: {', '.join(PAPER_METHODS)} "
         "(checkpoints with LayerNorms and heads moved off their init, so every method differs).",
         "",
         f"Same answers: max |p_fake(bank_predict) - p_fake(bank.predict)| = {diff:.1e}.",

@@ -12,6 +12,7 @@ from dfdet.viz.media import IMAGE_EXTS, MAX_UPLOAD_MB, VIDEO_EXTS, image_file
 from dfdet.viz.services.compare import CompareResult
 from dfdet.viz.store import SAMPLES, md_escape
 
+from . import explain
 from .common import MODEL_KW, PRIVATE, Ctx, display_table, for_visitor, friendly, how_to_read, on_gpu, status_line
 from .guards import guard_image_upload
 
@@ -91,6 +92,7 @@ def build(ctx: Ctx) -> gr.Tab:
                 bars = gr.Plot(plots.empty_figure("Scores appear here."), label="p(fake) per method")
                 timeline = gr.Plot(plots.empty_figure("Per-frame scores appear here for a video."),
                                    label="Video: p(fake) per frame")
+                explain.panel(ctx, image_in, face_src, face_row)  # why and how sure (ui/explain.py)
 
     api_out = [crops, note, prob_table, bars, timeline, csv_btn]
     score_image, score_video, score_sample = on_gpu(s.compare.image), on_gpu(s.compare.video), on_gpu(s.compare.sample)

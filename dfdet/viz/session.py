@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from .services.compare import CompareService
 from .services.errors import ErrorsService
+from .services.explain import ExplainService
 from .services.roc import RocService
 from .services.sphere import SphereService, single_threaded  # noqa: F401 - re-exported
 from .startup import Startup
@@ -29,6 +30,7 @@ class Session:
         self.sphere = SphereService(self.store)
         self.roc = RocService(self.store)
         self.errors = ErrorsService(self.store)
+        self.explain = ExplainService(self.store)  # saliency maps and the robustness probe (Compare)
         if load_models:
             self.startup.load_models(clip)
         else:

@@ -1,0 +1,73 @@
+"""Compare's "Why and how sure" panel: per-method saliency maps with their faithfulness curves, the
+difference of two methods' maps, and the robustness probe, for the uploaded photo or the chosen row."""
+from __future__ import annotations
+
+import gradio as gr
+
+from dfdet.explain.saliency import KINDS
+from dfdet.viz import plots
+
+from .common import MODEL_KW, PRIVATE, Ctx, for_visitor, friendly, how_to_read, status_line
+
+HOW = ("each map shows where one method finds evidence for *fake* on the face it scored (its own LayerNorms "
+       "and head), patch by patch. A map is only evidence if deleting its bright patches first lowers p(fake) "
+       "faster than deleting random ones: read the curves before the colours. The probe re-scores the face "
+       "under JPEG, downscaling, blur and looser crops; a method whose verdict flips is flagged unstable.")
+
+
+def method_choices(session) -> list[tuple[str, str]]:
+    bank = session.store.bank
+    if bank is None:
+        return []
+    return [(bank.entries[n].label, n) for n in bank.ready if bank.entries[n].model is None]
+
+
+def panel(ctx: Ctx, image_in: gr.Image, face_src: gr.Dropdown, face_row: gr.Number) -> None:
+    """Built inside Compare's result column. Which face: the uploaded photo if one is there, else the row."""
+    s = ctx.session
+    with gr.Accordion("Why and how sure: saliency maps and robustness", open=False, elem_id="xp-panel"):
+        how_to_read(HOW)
+        with gr.Row():
+            kind = gr.Radio([(v.split(" (")[0], k) for k, v in KINDS.items()], value="gradcam", label="Map kind",
+                            elem_id="xp-kind")
+            a = gr.Dropdown(method_choices(s), value=None, label="Difference: method A", allow_custom_value=True,
+                            elem_id="xp-diff-a")
+            b = gr.Dropdown(method_choices(s), value=None, label="minus method B", allow_custom_value=True,
+                            elem_id="xp-diff-b")
+        with gr.Row():
+            maps_btn = gr.Button("Show maps", variant="primary", elem_id="xp-maps-btn")
+            probe_btn = gr.Button("Robustness probe", elem_id="xp-probe-btn")
+        status = status_line("xp-status")
+        note = gr.Markdown(elem_id="xp-note")
+        maps = gr.Gallery(label="Saliency map per method (and the difference)", columns=5, height=260,
+                          allow_preview=True, object_fit="contain", elem_id="xp-maps")
+        curves = gr.Plot(plots.empty_figure("Deletion / insertion curves appear here."), label="Faithfulness",
+                         elem_id="xp-curves")
+        probe_note = gr.Markdown(elem_id="xp-probe-note")
+        probe_plot = gr.Plot(plots.empty_figure("The robustness probe appears here."), label="Robustness probe",
+                             elem_id="xp-probe")
+
+    def show_maps(upload, source, row, k, ma, mb):
+        from dfdet.viz.media import image_file
+        v = s.explain.maps(source, row, upload, k, (ma, mb))
+        return [(image_file(im), cap) for im, cap in v.items], v.curves, v.note
+
+    def show_probe(upload, source, row):
+        v = s.explain.probe(source, row, upload)
+        return v.figure, v.note
+
+    inputs = [image_in, face_src, face_row]
+    maps_btn.click(for_visitor(show_maps, 3), [*inputs, kind, a, b], [maps, curves, note, status],
+                   api_name="_ui_maps", **PRIVATE, **MODEL_KW)
+    probe_btn.click(for_visitor(show_probe, 2), inputs, [probe_plot, probe_note, status], api_name="_ui_probe",
+                    **PRIVATE, **MODEL_KW)
+
+    def choices():
+        c = method_choices(s)
+        return gr.Dropdown(choices=c), gr.Dropdown(choices=c)
+    ctx.on_load.append((choices, [a, b]))
+    with gr.Row(visible=False):
+        api_maps, api_probe = gr.Button(visible=False), gr.Button(visible=False)
+    api_maps.click(friendly(show_maps), [*inputs, kind, a, b], [maps, curves, note], api_name="explain_maps",
+                   **MODEL_KW)
+    api_probe.click(friendly(show_probe), inputs, [probe_plot, probe_note], api_name="robustness_probe", **MODEL_KW)

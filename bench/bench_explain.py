@@ -7,7 +7,7 @@ Variants (one face, alternating runs, random weights: only the cost is meaningfu
   4 x rollout          attention rollout of each method (forward keeping attention)
 The cache (dfdet.explain.cache) makes a repeated (run, row, method, kind) a file read.
 
-    python -m bench.bench_explain --device cpu
+    python -m bench.bench_explain --device cpu [--layers 4]
 """
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ from bench.common import fmt, table
 
 def main(argv: list[str] | None = None) -> Path:
     p = common.base_parser("Saliency maps of four methods on one face vs one plain forward", "results_explain_cpu.md")
+    p.add_argument("--layers", type=int, default=0,
+                   help="keep only the first N transformer blocks (every block costs the same: ratios carry over)")
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     device = common.setup(args)
@@ -37,7 +39,8 @@ def main(argv: list[str] | None = None) -> Path:
     from dfdet.explain.saliency import saliency_maps
     from dfdet.inference import DetectorBank
     from dfdet.methods import PAPER_METHODS
-    clip, _ = common.load_backbone(args.model, device)
+    clip, _ = common.load_backbone(args.model, device, layers=args.layers or None)
+    depth = len(clip.model.visual.transformer.resblocks)
     with tempfile.TemporaryDirectory() as tmp:
         make_checkpoints(clip, Path(tmp))
         bank = DetectorBank(clip, tmp, methods=list(PAPER_METHODS), device=str(device))
@@ -61,7 +64,10 @@ def main(argv: list[str] | None = None) -> Path:
     rows = [[n, fmt(tm.median(n), 3), fmt(tm.ratio(n, "1 plain forward"), 2),
              fmt(tm.ratio(n, "1 plain forward") / (4 if n.startswith("4 x") else 1), 2)] for n in variants]
     body = [
-        f"Model: {args.model}, random weights (cost only); 1 face; methods: {', '.join(PAPER_METHODS)}.",
+        f"Model: {args.model}, random weights (cost only)"
+        + (f", **depth-truncated to its first {depth} transformer blocks** (--layers: every block costs the same, "
+           "and a map costs a fixed number of passes through each block, so the ratios carry over)"
+           if args.layers else "") + f"; 1 face; methods: {', '.join(PAPER_METHODS)}.",
         "The machine is shared (load average above): ratios alternate runs so drift hits every variant.",
         "",
         f"Median over {args.rounds} alternating rounds after {args.warmup} warm-up run(s). "

@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # the sphere figure: first build of a view, then the cached one
     def build_sphere():
-        s._spheres.clear()
+        s.store.spheres.clear()
         return s.hypersphere(name, "ln_norm_slerp", "label", 2)
     hs_build = timed(build_sphere, reps)
     hs = timed(lambda: s.hypersphere(name, "ln_norm_slerp", "label", 2), reps)

@@ -33,7 +33,7 @@ TEST_FACES = 60  # per class and dataset at most (FF and CDFv2 have fewer: all o
 MAX_STEPS = 6  # optimiser steps per method
 # Seconds per step on a 2-core machine under load (bench/results_dashboard.md); replaced by the
 # durations measured on this machine once a build has finished.
-DEFAULT_ESTIMATE = {"prepare": 2.0, "train": 8.0, "evaluate": 15.0}
+DEFAULT_ESTIMATE = {"prepare": 2.0, "train": 30.0, "evaluate": 40.0}
 
 Progress = Callable[[int, int, str, float], None]  # (step number from 1, steps, name, estimated seconds left)
 
@@ -149,6 +149,7 @@ def ensure_demo(root: str | Path | None = None, train_datasets: tuple[str, ...] 
         step(i, lambda m=method: train(TrainConfig(
             method=m, backbone=bb, manifest=str(assets.manifest), data_root=str(data_root),
             datasets=list(train_datasets), batch_size=32, epochs=1, lr=1e-3, min_lr=1e-4, max_steps=MAX_STEPS,
+            augment="none",  # a few steps on a random backbone: augmentation buys nothing, and costs time
             out=str(assets.checkpoints_dir / m), device="cpu")))
     step(len(plan) - 1, lambda: evaluate(EvalConfig(
         manifest=str(assets.manifest), data_root=str(data_root), split="test", checkpoints=str(assets.checkpoints_dir),

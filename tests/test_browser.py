@@ -65,7 +65,8 @@ def server(tmp_path_factory, shared, tiny_cfg, browser):
     mod.launch(app, prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     session.load_models_async()
     assert session.startup.loaded.wait(120), session.banner()
-    session.start_warm_up().join(300)
+    session.start_warm_up()
+    assert session.startup.warmup_done.wait(600)  # the demo run's projections and thumbnails are ready
     shots = Path(os.environ.get("DFDET_SCREENSHOTS") or tmp / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
     yield {"url": app.local_url, "session": session, "run": "demo", "shots": shots}
@@ -132,18 +133,8 @@ def test_compare_example_upload_and_an_error_that_keeps_the_results(page, server
     expect(page.locator("#cmp-header")).to_contain_text("uploaded photo")
     expect(table.get_by_role("gridcell", name="(meaningless: demo)")).to_have_count(4)
     expect(page.locator("#cmp-row").get_by_text("Error")).to_have_count(0)
-    page.wait_for_timeout(12_000)  # longer than a toast lives
-    expect(page.locator("#cmp-status")).to_contain_text("out of range")
+    expect(page.locator(".toast-body")).to_have_count(0)  # no toast that fades: the reason stays inline
     shoot(page, server, "compare")
-
-
-def test_compare_video(page, server, shared):
-    from playwright.sync_api import expect
-    t0 = time.perf_counter()
-    page.locator("#cmp-video input[type=file]").set_input_files(str(shared / "videos" / "FF" / "real" / "004.mp4"))
-    page.locator("#cmp-video-btn").click()
-    expect(page.locator("#cmp-header")).to_contain_text("uploaded video")
-    timed("video scored (click -> table)", t0)
 
 
 def _point_position(page, trace: int = 0, point: int = 0) -> tuple[float, float, str]:
@@ -160,7 +151,7 @@ def test_hypersphere_hover_pick_slerp_and_refusals(page, server):
     from playwright.sync_api import expect
     page.get_by_role("tab", name="Hypersphere").click()
     plot = page.locator("#hs-plot .js-plotly-plot")
-    expect(plot).to_be_visible()  # filled on the first visit of the tab
+    expect(plot).to_be_visible(timeout=3 * TIMEOUT)  # filled on the first visit of the tab (a cold UMAP fit: slow)
     expect(page.locator("#hs-plot")).to_contain_text("UMAP 2-D")
     page.wait_for_function("() => document.querySelector('#hs-plot .js-plotly-plot').__dfdet === true")
     x, y, row = _point_position(page)
@@ -191,7 +182,7 @@ def test_hypersphere_hover_pick_slerp_and_refusals(page, server):
     # 3-D: plotly's hover event carries no mouse position there; the thumbnail still sits by the cursor
     page.get_by_role("radio", name="3-D").check()
     page.locator("#hs-btn").click()
-    expect(page.locator("#hs-plot")).to_contain_text("UMAP 3-D")
+    expect(page.locator("#hs-plot")).to_contain_text("UMAP 3-D", timeout=3 * TIMEOUT)
     page.wait_for_function("() => document.querySelector('#hs-plot .js-plotly-plot').__dfdet === true")
     page.mouse.move(700, 500)
     page.evaluate("""() => { const gd = document.querySelector('#hs-plot .js-plotly-plot');

@@ -36,7 +36,11 @@ def build(ctx: Ctx) -> gr.Tab:
         dis = gr.Gallery(label="Where the methods disagree most", elem_id="er-dis", **gallery_kw)
 
     def view(run_name, method_name, ds, thr, one_per_video=True):
-        cases = s.errors.cases(run_name, method_name, ds or "all", thr, one_per_video=bool(one_per_video))
+        if not method_name:  # the tab opened before the run's method list arrived: its first method
+            ms = run_methods(s, run_name)
+            method_name = ms[0][1] if ms else method_name
+        cases = s.errors.cases(run_name, method_name, ds or "all", 0.5 if thr is None else thr,
+                               one_per_video=bool(one_per_video))
         out = [[(image_file(im), cap) for im, cap, _ in cases.items[k]] for k in KINDS]
         found = {k: [r for _, _, r in v] for k, v in cases.items.items()}
         t = float(thr)

@@ -61,8 +61,12 @@ def build(ctx: Ctx) -> gr.Tab:
 
     head_path = on_gpu(s.sphere.slerp)
 
+    def pick(run_name, method_name):
+        """The method asked for, else the run's default: a tab can open before the run's method list arrives."""
+        return method_name or default_method(run_methods(s, run_name))
+
     def figure(run_name, method_name, color_by, d):
-        return s.sphere.figure(run_name, method_name, color_by, dims_of(d))
+        return s.sphere.figure(run_name, pick(run_name, method_name), color_by or "label", dims_of(d))
 
     def point(run_name, _method, r):
         if r in (None, ""):
@@ -75,7 +79,7 @@ def build(ctx: Ctx) -> gr.Tab:
     def slerp(run_name, method_name, a_, b_, color_by, d):
         if a_ in (None, "") or b_ in (None, ""):
             raise gr.Error("choose face A and face B first (click points, or Random pair)", print_exception=False)
-        return head_path(run_name, method_name, a_, b_, color_by, dims_of(d))
+        return head_path(run_name, pick(run_name, method_name), a_, b_, color_by or "label", dims_of(d))
 
     def slerp_api(*args):
         r = slerp(*args)

@@ -42,7 +42,9 @@ def build(ctx: Ctx) -> gr.Tab:
                                      f"with 95% bootstrap intervals ({roc.N_BOOT} resamples)", interactive=False)
 
     def view(run_name, ms, ds, lvl, thr):
-        r = s.roc.view(run_name, ms, ds, lvl, thr)
+        if not ms and not ds:  # the tab opened before the run's lists arrived: its defaults
+            ms, ds = [m for _, m in run_methods(s, run_name)], s.roc.main_dataset(run_name)
+        r = s.roc.view(run_name, ms, ds, lvl or "frame", 0.5 if thr is None else thr)
         return r.figure, display_table(r.metrics), display_table(r.confusion)
 
     def on_run(run_name):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .services.compare import CompareService
+from .services.compare import CompareService, video_faces  # noqa: F401 - re-exported (benches import it here)
 from .services.errors import ErrorsService
 from .services.explain import ExplainService
 from .services.roc import RocService
@@ -111,6 +111,9 @@ class Session:
 
     def random_row(self, dataset="any", source="any", label="any", seed=None) -> int:
         return self.compare.random_row(dataset, source, label, seed)
+
+    def thumbnails(self, run_name):
+        return self.store.thumbnails(run_name)
 
     def projection(self, run_name, method, dims=2):
         return self.store.projection(run_name, method, dims)

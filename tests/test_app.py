@@ -42,7 +42,7 @@ def env(tmp_path_factory, shared, tiny_cfg):
     assert not session.runs
     mod.launch(app, prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     session.load_models_async()
-    assert session.startup.loaded.wait(120) and session.status.mode == "demo", session.banner()
+    assert session.startup.loaded.wait(600) and session.status.mode == "demo", session.banner()
     session.start_warm_up()
     client = Client(app.local_url, verbose=False, download_files=str(tmp / "downloads"))
     yield {"client": client, "session": session, "run": "demo", "tmp": tmp, "app": app, "mod": mod, "assets": assets}

@@ -64,7 +64,7 @@ def server(tmp_path_factory, shared, tiny_cfg, browser):
     app = mod.build_app(session)
     mod.launch(app, prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     session.load_models_async()
-    assert session.startup.loaded.wait(120), session.banner()
+    assert session.startup.loaded.wait(600), session.banner()
     session.start_warm_up()
     assert session.startup.warmup_done.wait(600)  # the demo run's projections and thumbnails are ready
     shots = Path(os.environ.get("DFDET_SCREENSHOTS") or tmp / "screenshots")

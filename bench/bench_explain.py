@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> Path:
     from dfdet.methods import PAPER_METHODS
     clip, _ = common.load_backbone(args.model, device, layers=args.layers or None)
     depth = len(clip.model.visual.transformer.resblocks)
+    kept = dict(clip.model.visual.named_parameters())  # a truncated model keeps only its own blocks' LayerNorms
+    clip.pristine = {k: v for k, v in clip.pristine.items() if k in kept}
     with tempfile.TemporaryDirectory() as tmp:
         make_checkpoints(clip, Path(tmp))
         bank = DetectorBank(clip, tmp, methods=list(PAPER_METHODS), device=str(device))

@@ -52,6 +52,32 @@ def test_page_builds_with_the_panel_and_its_endpoints(session):
     s, _ = session
     app = load_app_module().build_app(s)
     names = {d.get("api_name") for d in app.config["dependencies"]}
-    assert {"explain_maps", "robustness_probe", "_ui_maps", "_ui_probe"} <= names
+    assert {"explain_maps", "robustness_probe", "_ui_maps", "_ui_probe", "calibration"} <= names
     ids = {c.get("props", {}).get("elem_id") for c in app.config["components"]}
-    assert {"xp-panel", "xp-kind", "xp-maps", "xp-curves", "xp-probe"} <= ids
+    assert {"xp-panel", "xp-kind", "xp-maps", "xp-curves", "xp-probe", "cal-panel", "cal-plot"} <= ids
+
+
+def test_calibration_view_reads_threshold_drift_from_the_run(session):
+    import numpy as np
+    from dfdet.artifacts import write_run
+    from dfdet.calibration import add_operating_metrics, calibrate
+    from dfdet.metrics import metric_table
+    s, run = session
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(200), np.ones(200)].astype(int)
+    p0 = np.clip(np.r_[rng.normal(0.4, 0.1, 200), rng.normal(0.6, 0.1, 200)], 0, 1)
+    preds = pd.DataFrame({"path": [f"{i}.png" for i in range(800)], "dataset": ["FF"] * 400 + ["CDF"] * 400,
+                          "video": [f"v{i}" for i in range(800)], "label": np.r_[y, y], "split": "test",
+                          "p_fake__ln_tuning": np.r_[p0, np.clip(p0 + 0.2, 0, 1)]})
+    preds["source"] = np.where(preds["label"] == 1, "fake", "real")
+    records, rocs = metric_table(preds, ["ln_tuning"])
+    add_operating_metrics(records, rocs, preds, {"ln_tuning": calibrate(y, p0)})
+    write_run(run.parent / "cal", {"demo": True, "methods": {}}, preds, records, rocs, {})
+    s.store.reload_runs()
+    v = s.explain.calibration("cal", ["CDF", "FF"], "frame")
+    t = v.table.set_index("dataset")
+    assert abs(t.loc["CDF", "drift"] - 0.2) < 0.05 and abs(t.loc["FF", "drift"]) < 0.05
+    assert "Reliability on CDF" in v.note and "meaningless" in v.figure.layout.title.text
+    assert any("ECE" in (tr.name or "") for tr in v.figure.data)
+    with pytest.raises(DataError, match="no metrics"):
+        s.explain.calibration("r", None)

@@ -71,3 +71,39 @@ def panel(ctx: Ctx, image_in: gr.Image, face_src: gr.Dropdown, face_row: gr.Numb
     api_maps.click(friendly(show_maps), [*inputs, kind, a, b], [maps, curves, note], api_name="explain_maps",
                    **MODEL_KW)
     api_probe.click(friendly(show_probe), inputs, [probe_plot, probe_note], api_name="robustness_probe", **MODEL_KW)
+
+
+CAL_HOW = ("each method's threshold was chosen on validation; on a test set a well-calibrated method's dots lie on the "
+           "diagonal, and a large drift means the validation threshold is wrong there (e.g. tuned on FF++, used on "
+           "Celeb-DF).")
+
+
+def calibration_panel(ctx: Ctx, run, datasets, level) -> None:
+    """Built inside the ROC browser: the reliability diagram and the threshold drift per method x test set."""
+    import pandas as pd
+
+    from dfdet.viz.services.explain import CALIBRATION_COLUMNS
+    from .common import display_table
+    s = ctx.session
+    with gr.Accordion("Calibration: reliability and threshold drift", open=False, elem_id="cal-panel"):
+        how_to_read(CAL_HOW)
+        btn = gr.Button("Show calibration", elem_id="cal-btn")
+        status = status_line("cal-status")
+        note = gr.Markdown(elem_id="cal-note")
+        with gr.Row():
+            with gr.Column(scale=2):
+                fig = gr.Plot(plots.empty_figure("The reliability diagram appears here."), label="Reliability",
+                              elem_id="cal-plot")
+            with gr.Column(scale=3):
+                table = gr.Dataframe(pd.DataFrame(columns=CALIBRATION_COLUMNS), interactive=False, wrap=True,
+                                     label="Validation threshold on each test set", elem_id="cal-table")
+
+    def view(run_name, ds, lvl):
+        v = s.explain.calibration(run_name, ds, lvl)
+        return v.figure, display_table(v.table), v.note
+
+    btn.click(for_visitor(view, 3), [run, datasets, level], [fig, table, note, status], api_name="_ui_calibration",
+              **PRIVATE)
+    with gr.Row(visible=False):
+        api_btn = gr.Button(visible=False)
+    api_btn.click(friendly(view), [run, datasets, level], [fig, table, note], api_name="calibration")

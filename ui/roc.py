@@ -6,6 +6,7 @@ import pandas as pd
 
 from dfdet.viz import roc
 
+from . import explain
 from .common import PRIVATE, Ctx, OpenCheckboxGroup, display_table, for_visitor, friendly, how_to_read, open_dropdown, \
     status_line
 from .runs import first_run, run_methods, run_names
@@ -40,6 +41,7 @@ def build(ctx: Ctx) -> gr.Tab:
         metrics = gr.Dataframe(pd.DataFrame(columns=roc.TABLE_COLUMNS), elem_id="roc-metrics", wrap=True,
                                label=f"Threshold-free metrics: n per class, AUROC and TPR at {roc.TARGET_FPR:.0%} FPR "
                                      f"with 95% bootstrap intervals ({roc.N_BOOT} resamples)", interactive=False)
+        explain.calibration_panel(ctx, run, datasets, level)  # reliability and threshold drift (ui/explain.py)
 
     def view(run_name, ms, ds, lvl, thr):
         if not ms and not ds:  # the tab opened before the run's lists arrived: its defaults

@@ -28,6 +28,17 @@ class MapsView:
     note: str  # which face, which kind, what is missing (Markdown)
 
 
+CALIBRATION_COLUMNS = ["method", "dataset", "n", "threshold", "rule", "threshold here", "drift", "FPR at threshold",
+                       "TPR at threshold", "TPR @1% FPR", "TPR @5% FPR", "ECE", "ECE (temperature)", "uncertain"]
+
+
+@dataclass
+class CalibrationView:
+    figure: object  # plotly reliability diagram of the first dataset
+    table: object  # pandas DataFrame, CALIBRATION_COLUMNS
+    note: str
+
+
 @dataclass
 class ProbeView:
     figure: object  # plotly figure: p_fake per perturbation per method
@@ -82,3 +93,39 @@ class ExplainService:
         verdict = (f"**unstable** for {md_escape(', '.join(bad))}: a perturbation flips the verdict at the "
                    "method's threshold" if bad else "stable: no perturbation flips any method's verdict")
         return ProbeView(probe_figure(table, labels, bank.demo), f"Robustness of {what}: {verdict}.")
+
+    def calibration(self, run_name: str, datasets: list[str] | None, level: str = "frame") -> CalibrationView:
+        """Reliability diagram and, per method x dataset, the validation threshold and how it fares here."""
+        import pandas as pd
+
+        from ...explain.service import reliability_figure
+        from ..store import method_label
+        run = self.store.run(run_name)
+        level = level if level in ("frame", "video") else "frame"
+        m = run.metrics
+        if m.empty or "source" not in m:
+            raise DataError(f"run {run_name} has no metrics.json records")
+        m = m[(m["source"] == "*") & (m["level"] == level)]
+        shown = [d for d in (datasets or []) if d in set(m["dataset"])] or sorted(set(m["dataset"]))
+        m = m[m["dataset"].isin(shown)]
+        cols = {"threshold": "threshold", "threshold_rule": "rule", "threshold_here": "threshold here",
+                "threshold_drift": "drift", "fpr_at_threshold": "FPR at threshold",
+                "tpr_at_threshold": "TPR at threshold", "tpr_at_fpr_1": "TPR @1% FPR", "tpr_at_fpr_5": "TPR @5% FPR",
+                "ece": "ECE", "ece_calibrated": "ECE (temperature)", "uncertain_share": "uncertain"}
+        rows = []
+        for _, r in m.iterrows():
+            row = {"method": method_label(run, r["method"]), "dataset": r["dataset"], "n": r.get("n")}
+            for k, v in cols.items():
+                val = r.get(k)
+                row[v] = round(val, 4) if isinstance(val, float) and val == val else val
+            rows.append(row)
+        table = pd.DataFrame(rows, columns=CALIBRATION_COLUMNS)
+        rocs = [{**r, "method": method_label(run, r["method"])} for r in run.roc]
+        fig = reliability_figure(rocs, shown[0], level, self.store.run_is_demo(run))
+        missing = table["threshold"].isna().all() if len(table) else True
+        note = (f"Reliability on {md_escape(shown[0])} (first dataset shown). Drift = the threshold the same rule "
+                "would pick on this test set minus the one chosen on validation.")
+        if missing:
+            note += (" These checkpoints carry no calibration (trained before it existed): verdicts use 0.5; "
+                     "re-train to calibrate on validation.")
+        return CalibrationView(fig, table, note)

@@ -265,14 +265,14 @@ def test_one_description_pair_per_batch_and_four_micro_batches_per_step(dfdc_man
 
     monkeypatch.setattr(text_train, "sample_descriptions", record)
     cfg = tiny_train_cfg(dfdc_manifest, tmp_path / "acc", method="textguided_10desc", descriptions="10desc",
-                         batch_size=1, epochs=1, grad_accum=TextTrainConfig().grad_accum,
+                         batch_size=2, epochs=1, grad_accum=TextTrainConfig().grad_accum,
                          per_pair_descriptions=TextTrainConfig().per_pair_descriptions)
     assert cfg.grad_accum == 4
     folder = train_textguided(cfg)
     train_calls = calls[1:]  # the first draw is the fixed validation set's
-    assert len(train_calls) == 8  # 8 pairs of batch 1
-    assert all(len(set(r)) == 1 and len(set(f)) == 1 for r, f in train_calls)  # one pair for the whole batch
-    assert read_meta(folder)["steps"] == 2  # 8 micro-batches / 4 per optimiser step
+    assert len(train_calls) == 4  # 8 pairs in micro-batches of 2
+    assert all(len(r) == 2 and len(set(r)) == 1 and len(set(f)) == 1 for r, f in train_calls)  # one pair per batch
+    assert read_meta(folder)["steps"] == 1  # 4 micro-batches, 4 per optimiser step
 
 
 def test_trainer_refuses_non_text_methods(dfdc_manifest, tmp_path):

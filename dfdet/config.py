@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -10,6 +13,9 @@ from typing import Any
 import yaml
 
 from .calibration import CalibrationConfig
+from .errors import ConfigError
+
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few hundred bytes; anything this large is not one
 
 
 @dataclass
@@ -54,32 +60,88 @@ class TrainConfig:
     force: bool = False  # replace a finished checkpoint in `out` (trained in a staging folder, swapped in at the end)
 
 
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
 def _coerce(tp: Any, value: Any, key: str = "") -> Any:
-    """Coerce YAML/CLI values to the field's type (YAML reads '1e-4' as a string)."""
-    if dataclasses.is_dataclass(tp) and isinstance(value, dict):
-        return from_dict(tp, value)
-    if isinstance(value, list) and getattr(tp, "__origin__", None) is tuple:
-        return tuple(float(v) if isinstance(v, str) else v for v in value)
-    try:
-        if tp is float and isinstance(value, (str, int)) and not isinstance(value, bool):
-            return float(value)
-        if tp is int and isinstance(value, str):
-            return int(value)
-    except ValueError:
-        raise ValueError(f"config field {key!r} expects {tp.__name__}, got {value!r}") from None
+    """Check a YAML/CLI value against the field's type, converting only what is unambiguous (YAML reads '1e-4'
+    as a string; an int is a fine float). Anything else is a ConfigError naming the key and the type."""
+    def bad() -> ConfigError:
+        return ConfigError(f"config field {key!r} expects {_type_name(tp)}, got {value!r}")
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(option, value, key)
+            except ConfigError:
+                pass
+        raise bad()
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config field {key!r} is a group of settings ({', '.join(f.name for f in fields(tp))}); "
+                              f"set one with {key}.<name>=value, got {value!r}")
+        return from_dict(tp, value, prefix=f"{key}.")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or (args and args[-1] is not Ellipsis and len(value) != len(args)):
+            raise ConfigError(f"config field {key!r} expects {len(args)} values like [{', '.join('…' for _ in args)}], "
+                              f"got {value!r}")
+        kinds = args if args and args[-1] is not Ellipsis else [args[0] if args else Any] * len(value)
+        return tuple(_coerce(t, v, key) for t, v in zip(kinds, value))
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"config field {key!r} expects a list like [a, b], got {value!r}")
+        return [_coerce(args[0], v, key) for v in value] if args else value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad()
+        return value
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if tp is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise bad() from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad()
+        return float(value)
+    if tp is int:
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                raise bad() from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad()
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad()
+        return value
     return value
 
 
-def from_dict(cls, data: dict) -> Any:
-    """Build a dataclass from a (possibly partial, nested) dict; unknown keys are an error."""
+def from_dict(cls, data: dict, prefix: str = "") -> Any:
+    """Build a dataclass from a (possibly partial, nested) dict; unknown keys and ill-typed values are errors."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping of settings, got {data!r}")
     known = {f.name: f for f in fields(cls)}
     unknown = set(data) - set(known)
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}; known: {sorted(known)}")
+        raise ConfigError(f"unknown config key(s) {', '.join(prefix + str(k) for k in sorted(map(str, unknown)))}; "
+                          f"known: {', '.join(prefix + k for k in sorted(known))}")
     obj = cls()
     hints = _type_hints(cls)
     for k, v in data.items():
-        setattr(obj, k, _coerce(hints[k], v, k))
+        setattr(obj, k, _coerce(hints[k], v, prefix + k))
     return obj
 
 
@@ -92,12 +154,52 @@ def to_dict(cfg) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """safe_load without aliases: `*name` can expand a few bytes into gigabytes ("billion laughs")."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.events.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise ConfigError(f"YAML aliases (*name) are not allowed in configs (line {mark.line + 1}); write the "
+                              "value out")
+        return super().compose_node(parent, index)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """One YAML document as plain data (no tags, no aliases), or a ConfigError saying where it is wrong."""
+    try:
+        return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader that also refuses aliases
+    except yaml.constructor.ConstructorError as err:
+        tag = f" ({err.problem})" if err.problem else ""
+        raise ConfigError(f"{where}: only plain YAML values are allowed (no tags such as !!python/object){tag}") \
+            from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{where}: not valid YAML{at}: {getattr(err, 'problem', None) or err}") from None
+
+
 def load_yaml(path: str | Path) -> dict:
-    text = Path(path).read_text()
-    data = yaml.safe_load(text) or {}
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size:,} bytes is too large for a config")
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: {describe_os_error(err)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file") from None
+    data = parse_yaml(text, str(path)) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
+
+
+def describe_os_error(err: OSError) -> str:
+    """The words for why a file could not be read (ELOOP is not 'not found'; EACCES is not 'damaged')."""
+    return {errno.ENOENT: "file not found", errno.ELOOP: "a symlink loop (it points back to itself)",
+            errno.EACCES: "permission denied (cannot read it as this user)", errno.EISDIR: "is a folder, not a file",
+            errno.ENOTDIR: "a part of the path is not a folder"}.get(err.errno, err.strerror or type(err).__name__)
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
@@ -105,11 +207,13 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     data = json.loads(json.dumps(data))
     for item in overrides:
         if "=" not in item:
-            raise ValueError(f"override {item!r} must look like key=value")
+            raise ConfigError(f"--set {item!r} must look like key=value")
         key, raw = item.split("=", 1)
         node = data
         parts = key.split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(raw)
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {p} is not a group of settings")
+        node[parts[-1]] = parse_yaml(raw, f"--set {item}")
     return data

@@ -15,3 +15,7 @@ class CheckpointError(DfdetError):
 
 class DataError(DfdetError):
     """A manifest, image, video or description file cannot be used."""
+
+
+class ConfigError(DfdetError, ValueError):
+    """A config file or --set override that cannot be used (unknown key, bad value, bad YAML)."""

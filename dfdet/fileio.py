@@ -6,6 +6,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from .errors import DataError
+
 
 def _umask() -> int:
     mask = os.umask(0o022)
@@ -19,15 +21,21 @@ FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file (mkstemp's fi
 def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
     """Call write(tmp_path) on a temp file beside `path`, then rename it over `path` (with the usual mode)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    if path.is_dir():
+        raise DataError(f"cannot write {path}: it is a folder; give a file name")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         write(tmp)
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
+    except OSError as err:
+        from .config import describe_os_error
+        raise DataError(f"cannot write {path}: {describe_os_error(err)}") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return path
 

@@ -7,12 +7,14 @@ EOFError, ...), so decoding is wrapped as a whole.
 from __future__ import annotations
 
 import re
+import stat
 import struct
 import warnings
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .config import describe_os_error
 from .errors import DataError
 
 MAX_PIXELS = 40_000_000  # larger images are refused (a 20000x20000 upload would need 1.2 GB as RGB)
@@ -54,9 +56,13 @@ def check_image_file(path: str | Path) -> tuple[str, tuple[int, int]]:
     Cheap (nothing is decoded), so it can run before anything else touches an upload.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    if path.stat().st_size == 0:
+    try:
+        st = path.stat()
+    except OSError as err:
+        raise DataError(f"{path}: {describe_os_error(err)}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{path}: not a regular file")
+    if st.st_size == 0:
         raise DataError(f"{path.name}: the file is empty (0 bytes)")
     try:
         with Image.open(path) as im:
@@ -66,6 +72,10 @@ def check_image_file(path: str | Path) -> tuple[str, tuple[int, int]]:
         raise _too_large(path.name, _declared_size(path), int(m.group(1)) if m else None) from None
     except UnidentifiedImageError:
         raise DataError(f"{path.name}: not an image format this tool can read ({READABLE})") from None
+    except OSError as err:
+        if err.errno is not None:  # the file could not be read (permission, I/O), which is not damage
+            raise DataError(f"{path.name}: {describe_os_error(err)}") from None
+        raise DataError(f"{path.name}: the image is damaged or truncated ({type(err).__name__}: {err})") from None
     except Exception as err:  # noqa: BLE001 - hostile headers raise anything; the message says what happened
         raise DataError(f"{path.name}: the image is damaged or truncated ({type(err).__name__}: {err})") from None
     if size[0] * size[1] > MAX_PIXELS:
@@ -92,6 +102,10 @@ def open_image(path: str | Path) -> Image.Image:
             rgb.load()
     except Image.DecompressionBombError:
         raise _too_large(path.name, _declared_size(path)) from None
+    except OSError as err:
+        if err.errno is not None:
+            raise DataError(f"{path.name}: {describe_os_error(err)}") from None
+        raise DataError(f"{path.name}: the image is damaged or truncated ({err or type(err).__name__})") from None
     except Exception as err:  # noqa: BLE001 - see the module docstring
         raise DataError(f"{path.name}: the image is damaged or truncated ({err or type(err).__name__})") from None
     return rgb

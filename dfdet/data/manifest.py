@@ -130,9 +130,5 @@ def read_manifest(path: str | Path, data_root: str | Path | None = None, check_f
 
 
 def write_manifest(df: pd.DataFrame, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    df[COLUMNS].to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    from ..fileio import atomic_write
+    return atomic_write(path, lambda tmp: df[COLUMNS].to_csv(tmp, index=False))  # a folder or /proc: a message

@@ -81,3 +81,12 @@ def test_calibration_view_reads_threshold_drift_from_the_run(session):
     assert any("ECE" in (tr.name or "") for tr in v.figure.data)
     with pytest.raises(DataError, match="no metrics"):
         s.explain.calibration("r", None)
+
+
+def test_errors_mistakes_with_their_map_are_cached(session):
+    s, run = session
+    face, _ = s.store.face("run:r", 1)
+    over = s.explain.with_map("r", "ln_tuning", 1, face)
+    assert over.size == (224, 224) and list(over.getdata()) != list(face.resize((224, 224)).getdata())
+    assert len(list((run / "explain" / "gradcam" / "ln_tuning").glob("1-*.npy"))) == 1
+    assert s.explain.with_map("r", "zeroshot_1desc", 1, face) is face  # no patch-grid map: the face as it is

@@ -26,6 +26,8 @@ def build(ctx: Ctx) -> gr.Tab:
             dataset = open_dropdown(["all"] + s.roc.datasets(r0), "all", label="Dataset")
             threshold = gr.Slider(0, 1, value=0.5, step=0.01, label="Threshold on p(fake)")
             dedup = gr.Checkbox(value=True, label="One face per video")
+            with_maps = gr.Checkbox(value=False, label="With saliency maps (Grad-CAM; slower, cached)",
+                                    elem_id="er-maps")
             btn = gr.Button("Find mistakes", variant="primary", elem_id="er-btn")
         status = status_line("er-status")
         note = gr.Markdown(elem_id="er-note")
@@ -35,12 +37,15 @@ def build(ctx: Ctx) -> gr.Tab:
         fn = gr.Gallery(label="Most confident false negatives (fakes called real)", elem_id="er-fn", **gallery_kw)
         dis = gr.Gallery(label="Where the methods disagree most", elem_id="er-dis", **gallery_kw)
 
-    def view(run_name, method_name, ds, thr, one_per_video=True):
+    def view(run_name, method_name, ds, thr, one_per_video=True, maps=False):
         if not method_name:  # the tab opened before the run's method list arrived: its first method
             ms = run_methods(s, run_name)
             method_name = ms[0][1] if ms else method_name
         cases = s.errors.cases(run_name, method_name, ds or "all", 0.5 if thr is None else thr,
                                one_per_video=bool(one_per_video))
+        if maps:  # each mistake with the method's own map over it (services/explain.py)
+            cases.items = {k: [(s.explain.with_map(run_name, method_name, r, im), cap, r) for im, cap, r in v]
+                           for k, v in cases.items.items()}
         out = [[(image_file(im), cap) for im, cap, _ in cases.items[k]] for k in KINDS]
         found = {k: [r for _, _, r in v] for k, v in cases.items.items()}
         t = float(thr)
@@ -71,7 +76,7 @@ def build(ctx: Ctx) -> gr.Tab:
             return gr.Tabs(selected="compare"), f"run:{run_name}", shown[evt.index]
         return open_face
 
-    inputs = [run, method, dataset, threshold, dedup]
+    inputs = [run, method, dataset, threshold, dedup, with_maps]
     outputs = [fp, fn, dis, rows, note]
     run.change(on_run, run, [method, dataset], api_name="_err_run", **PRIVATE)
     btn.click(for_visitor(view, len(outputs)), inputs, [*outputs, status], api_name="_ui_errors", **PRIVATE)

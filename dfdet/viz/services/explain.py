@@ -129,3 +129,22 @@ class ExplainService:
             note += (" These checkpoints carry no calibration (trained before it existed): verdicts use 0.5; "
                      "re-train to calibrate on validation.")
         return CalibrationView(fig, table, note)
+
+    def with_map(self, run_name: str, method: str, row: int, face: Image.Image, kind: str = "gradcam") -> Image.Image:
+        """A run face with `method`'s map over it (cached per run, row, method, kind); unchanged for a method
+        without a patch-grid map (text family, or not loaded here)."""
+        from ...explain.cache import model_id
+        from ...explain.render import model_view, overlay
+        from ...explain.saliency import saliency_maps
+        bank = self.store.require_bank()
+        entry = bank.entries.get(method)
+        if entry is None or entry.status != "ready" or entry.model is not None:
+            return face
+        run = self.store.run(run_name)
+        pixels = bank.preprocess([face])
+
+        def compute():
+            with self.store.model_lock:
+                return saliency_maps(bank.method_model(method), pixels, kind)[0]
+        m = MapCache(run.folder).get_or_compute(int(row), method, kind, model_id(entry.meta), compute)
+        return overlay(model_view(pixels[0]), m)

@@ -44,7 +44,8 @@ def test_threshold_rules_and_drift_on_a_shifted_set():
     assert m["threshold_drift"] == pytest.approx(0.15, abs=0.015)
     assert m["fpr_at_threshold"] == pytest.approx(0.69, abs=0.03)  # P(N(0.55, 0.1) >= 0.5)
     assert operating_metrics(*_scores(4000, seed=2), cal)["threshold_drift"] == pytest.approx(0, abs=0.015)
-    assert m["tpr_at_fpr_5"] == pytest.approx(tpr_at_fpr(ys, ps, 0.05)) == pytest.approx(0.639, abs=0.03)  # P(Z > -0.355)
+    # P(Z > 1.645 - 2) = P(Z > -0.355)
+    assert m["tpr_at_fpr_5"] == pytest.approx(tpr_at_fpr(ys, ps, 0.05)) == pytest.approx(0.639, abs=0.03)
 
 
 def test_conformal_band_covers_each_class_and_its_width_is_measured():
@@ -75,7 +76,8 @@ def test_verdict_uses_the_method_threshold_and_band_and_refuses_hostile_meta():
     assert verdict(0.6, cal) == "fake" and verdict(0.1, cal) == "real" and verdict(0.26, cal) == "uncertain"
     back = Calibration.from_meta({"calibration": cal.to_meta()})
     assert back.threshold == 0.3 and back.band == (0.25, 0.28) and cal.to_meta()["band_width"] == pytest.approx(0.03)
-    for bad in ({"threshold": 7, "temperature": 1, "band": [0, 1]}, {"threshold": 0.5, "temperature": -1, "band": [0, 1]},
+    for bad in ({"threshold": 7, "temperature": 1, "band": [0, 1]},
+                {"threshold": 0.5, "temperature": -1, "band": [0, 1]},
                 {"threshold": 0.5, "temperature": 1, "band": [0.9, 0.1]}, {"threshold": "x"}, "nonsense"):
         assert Calibration.from_meta({"calibration": bad}) is None
 

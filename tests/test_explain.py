@@ -1,7 +1,8 @@
 """Saliency maps that can be wrong: a planted-square task where the evidence is known.
 
 "Fake" = a white square planted on one patch of a real DFDC crop. The tiny ViT (at 56 px, so that
-training takes seconds) is trained on it until it detects the square; then every class-specific map must peak on the planted patch, and
+training takes seconds) is trained on it until it detects the square; then every class-specific map
+must peak on the planted patch, and
 deleting patches in the map's order must lower p_fake faster than random order. The same checks
 on the untrained detector must fail: a map that passes them there would be decoration.
 """
@@ -135,7 +136,8 @@ def test_traced_forward_is_the_model_and_last_block_output_has_no_patch_gradient
     assert attns[0].shape == (2, 2, 50, 50)  # heads = width / head_width = 64 / 32
     # Why Grad-CAM reads the last block's ln_1: what the last block adds to patch tokens never reaches z_cls.
     out = {}
-    h = model.backbone.visual.transformer.resblocks[-1].mlp.register_forward_hook(lambda m, i, o: out.setdefault("o", o))
+    last = model.backbone.visual.transformer.resblocks[-1]
+    h = last.mlp.register_forward_hook(lambda m, i, o: out.setdefault("o", o))
     try:
         with torch.enable_grad():
             y = model(x.requires_grad_(True))

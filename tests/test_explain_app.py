@@ -52,9 +52,10 @@ def test_page_builds_with_the_panel_and_its_endpoints(session):
     s, _ = session
     app = load_app_module().build_app(s)
     names = {d.get("api_name") for d in app.config["dependencies"]}
-    assert {"explain_maps", "robustness_probe", "_ui_maps", "_ui_probe", "calibration"} <= names
+    assert {"explain_maps", "robustness_probe", "_ui_maps", "_ui_probe", "calibration", "_ui_hs_map"} <= names
     ids = {c.get("props", {}).get("elem_id") for c in app.config["components"]}
-    assert {"xp-panel", "xp-kind", "xp-maps", "xp-curves", "xp-probe", "cal-panel", "cal-plot"} <= ids
+    assert {"xp-panel", "xp-kind", "xp-maps", "xp-curves", "xp-probe", "cal-panel", "cal-plot", "er-maps",
+            "hs-map"} <= ids
 
 
 def test_calibration_view_reads_threshold_drift_from_the_run(session):

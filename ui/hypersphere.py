@@ -41,6 +41,7 @@ def build(ctx: Ctx) -> gr.Tab:
                 row = gr.Number(label="Row", minimum=0, step=1, elem_id="hs-row")
                 with gr.Row():
                     show_row = gr.Button("Show row", size="sm", elem_id="hs-show-row")
+                    map_row = gr.Button("Its map", size="sm", elem_id="hs-map")
                     to_a = gr.Button("Use as A", size="sm")
                     to_b = gr.Button("Use as B", size="sm")
         gr.Markdown("### SLERP path between two faces")
@@ -108,6 +109,15 @@ def build(ctx: Ctx) -> gr.Tab:
                  api_name="_hs_click", **PRIVATE)
     show_row.click(for_visitor(lambda *x: point(*x)[:2], 2), [run, method, row], [image, info, status],
                    api_name="_ui_point", **PRIVATE)
+    def face_map(run_name, method_name, r):
+        """The row's face under the chosen method's own Grad-CAM map (services/explain.py; cached in the run)."""
+        if r in (None, ""):
+            raise gr.Error("type a row number (or click a point, then its row) first", print_exception=False)
+        face, _ = s.store.face(f"run:{run_name}", r)
+        return image_file(s.explain.with_map(run_name, pick(run_name, method_name), int(float(r)), face))
+
+    map_row.click(for_visitor(face_map, 1), [run, method, row], [image, status], api_name="_ui_hs_map", **PRIVATE,
+                  **MODEL_KW)
     to_a.click(lambda r: r, row, a, api_name="_to_a", **PRIVATE)
     to_b.click(lambda r: r, row, b, api_name="_to_b", **PRIVATE)
     rand.click(for_visitor(s.sphere.random_pair, 2), [run, kind], [a, b, status], api_name="_ui_pair", **PRIVATE)

@@ -163,6 +163,9 @@ def calibrate(y: np.ndarray, p: np.ndarray, cfg: CalibrationConfig | None = None
     """Threshold, temperature and band from one labelled split's p_fake."""
     cfg = cfg or CalibrationConfig()
     y, p = np.asarray(y).astype(int), np.asarray(p, dtype=np.float64)
+    if len(y) == 0 or y.min() == y.max():  # nothing to choose a threshold from: say so, never lose the checkpoint
+        return Calibration(rule=f"none: the {split} split holds one class (0.5 kept)", threshold=DEFAULT_THRESHOLD,
+                           temperature=1.0, band=(0.0, 0.0), alpha=cfg.alpha, split=split, n=int(len(y)))
     return Calibration(rule=cfg.rule, threshold=choose_threshold(y, p, cfg.rule, cfg.target_fpr),
                        temperature=fit_temperature(y, p), band=conformal_band(y, p, cfg.alpha), alpha=cfg.alpha,
                        split=split, n=int(len(y)), target_fpr=cfg.target_fpr if cfg.rule == "fpr" else None)

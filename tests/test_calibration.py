@@ -60,6 +60,12 @@ def test_conformal_band_covers_each_class_and_its_width_is_measured():
     assert (lo3, hi3) == (0.0, 1.0)  # two rows per class cannot promise 90%: everything is uncertain
 
 
+def test_one_class_validation_keeps_0_5_and_says_why():
+    cal = calibrate(np.zeros(5, int), np.linspace(0.1, 0.9, 5))
+    assert cal.threshold == 0.5 and "one class" in cal.rule and cal.band == (0.0, 0.0)
+    assert Calibration.from_meta({"calibration": cal.to_meta()}).threshold == 0.5
+
+
 def test_temperature_recovers_overconfidence():
     rng = np.random.default_rng(0)
     logit = rng.normal(0, 2, 20000)

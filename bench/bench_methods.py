@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> Path:
         if n in ("bank.predict", "bank_predict (multi_ln)"):
             targets.append([n, fmt(r, 3), f"<= {TARGET}", "met" if r <= TARGET else "MISSED"])
     body = [
-        f"Model: {args.model}, random weights; precision {args.precision}; {args.batch} face(s) per request; methods: {', '.join(PAPER_METHODS)} "
+        f"Model: {args.model}, random weights; precision {args.precision}; {args.batch} face(s) per request; "
+        f"methods: {', '.join(PAPER_METHODS)} "
         "(checkpoints with LayerNorms and heads moved off their init, so every method differs).",
         "",
         f"Same answers: max |p_fake(bank_predict) - p_fake(bank.predict)| = {diff:.1e}.",

@@ -53,7 +53,8 @@ def test_two_process_evaluate_and_embed_equal_one_process(tiny_checkpoints, dfdc
     ev = ["evaluate", *common, "--checkpoints", str(tiny_checkpoints)]
     emb = ["embed", *common, "--checkpoints", str(tiny_checkpoints), "--method", "ln_norm_slerp"]
     assert main([*ev, "--out", str(tmp_path / "one")]) == 0
-    assert main([*emb, "--out", str(tmp_path / "one.npz")]) == 0
+    # the single-process embed also uses the GPU path's DataLoader worker processes (2, here on CPU)
+    assert main([*emb, "--workers", "2", "--out", str(tmp_path / "one.npz")]) == 0
     res = _ok(torchrun([*ev, "--out", str(tmp_path / "two")]))
     assert res.stdout.count("AUROC (frame level)") == 1  # rank 0 reports, once
     _ok(torchrun([*emb, "--out", str(tmp_path / "two.npz")]))

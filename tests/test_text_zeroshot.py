@@ -89,24 +89,31 @@ def test_registered_zero_shot_method_uses_thesis_set(tiny_clip, shared):
     torch.testing.assert_close(emb.norm(dim=-1), torch.ones(2))
 
 
-def test_top_k_all_equals_plain_mean_and_top_1_is_the_max():
+def test_per_class_top_k_all_equals_plain_mean_and_top_1_is_the_max():
+    """The per_class option (not the thesis's default, see test_text_train for that): k highest of each class."""
     logits = torch.randn(5, 7, generator=torch.Generator().manual_seed(3))
     labels = torch.tensor([0, 0, 0, 1, 1, 1, 1])
     plain = torch.stack([logits[:, :3].mean(1), logits[:, 3:].mean(1)], 1)
+
+    def pool(k):
+        return pool_class_logits(logits, labels, top_k=k, scope="per_class")
+
     torch.testing.assert_close(pool_class_logits(logits, labels), plain)
-    torch.testing.assert_close(pool_class_logits(logits, labels, top_k=4), plain)  # k >= every class size
-    torch.testing.assert_close(pool_class_logits(logits, labels, top_k=100), plain)
+    torch.testing.assert_close(pool(4), plain)  # k >= every class size
+    torch.testing.assert_close(pool(100), plain)
+    torch.testing.assert_close(pool_class_logits(logits, labels, top_k=7), plain)  # thesis rule, k = all descriptions
     top1 = torch.stack([logits[:, :3].max(1).values, logits[:, 3:].max(1).values], 1)
-    torch.testing.assert_close(pool_class_logits(logits, labels, top_k=1), top1)
+    torch.testing.assert_close(pool(1), top1)
     top2_fake = logits[:, 3:].sort(1, descending=True).values[:, :2].mean(1)
-    torch.testing.assert_close(pool_class_logits(logits, labels, top_k=2)[:, 1], top2_fake)
+    torch.testing.assert_close(pool(2)[:, 1], top2_fake)
 
 
-def test_top_k_in_the_model_matches_hand(tiny_clip):
+def test_per_class_top_k_in_the_model_matches_hand(tiny_clip):
     x = pixels(2, seed=2)
     with torch.no_grad():
-        all_ = build_text_model(tiny_clip, "zeroshot_1desc", descriptions=DESC, top_k=len(DESC.real))(x)
-        top1 = build_text_model(tiny_clip, "zeroshot_1desc", descriptions=DESC, top_k=1)(x)
+        all_ = build_text_model(tiny_clip, "zeroshot_1desc", descriptions=DESC, top_k=len(DESC.real),
+                                top_k_scope="per_class")(x)
+        top1 = build_text_model(tiny_clip, "zeroshot_1desc", descriptions=DESC, top_k=1, top_k_scope="per_class")(x)
     torch.testing.assert_close(all_, hand_logits(tiny_clip, x, DESC), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(top1, hand_logits(tiny_clip, x, DESC, top_k=1), rtol=1e-5, atol=1e-5)
 

@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> Path:
         "not the paper's recipe.",
         f"- wall time of this run: {time.perf_counter() - t_start:.0f} s",
     ]
-    return common.write_report(args.out, "Linear probe: fresh augmented images (paper, default) vs cached features (augment=none)",
+    title = "Linear probe: fresh augmented images (paper, default) vs cached features (augment=none)"
+    return common.write_report(args.out, title,
                                common.command_line("bench.bench_linear_probe", argv), device, "\n".join(body))
 
 

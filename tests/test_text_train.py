@@ -223,7 +223,8 @@ def test_frozen_text_variant_with_own_descriptions(dfdc_manifest, tmp_path, capl
     (tmp_path / "desc").mkdir()
     (tmp_path / "desc" / "real.txt").write_text("A photo of a real face.\nAn unedited portrait.\n")
     (tmp_path / "desc" / "fake.txt").write_text("A face-swapped video frame.\n")
-    cfg = tiny_train_cfg(dfdc_manifest, tmp_path / "frozen", train_text=False, epochs=1, max_steps=2,  # step 1 runs at min_lr
+    # max_steps 2: the first step runs at min_lr (0), as in the thesis's scheduler
+    cfg = tiny_train_cfg(dfdc_manifest, tmp_path / "frozen", train_text=False, epochs=1, max_steps=2,
                          descriptions=str(tmp_path / "desc"))
     folder = train_textguided(cfg)
     assert "trains with" in caplog.text  # not the registered set: said once, at the start

@@ -19,7 +19,10 @@ from .errors import DataError
 
 MAX_PIXELS = 40_000_000  # larger images are refused (a 20000x20000 upload would need 1.2 GB as RGB)
 MIN_SIDE = 16  # smaller images cannot hold a face worth scoring
-READABLE = "JPEG, PNG, WebP, BMP, GIF, TIFF"  # what Pillow decodes here (HEIC/AVIF/SVG are not)
+READABLE = "JPEG, PNG, WebP, BMP, GIF, TIFF"  # what is read (HEIC/AVIF/SVG are not)
+# Formats accepted, as Pillow names what it finds in the bytes (not the file name): exactly READABLE (MPO is a
+# phone JPEG with a second picture). Pillow decodes more (AVIF, ICO, PPM, TGA...): each is more decoder surface.
+FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF"}
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow raises DecompressionBombError above 2x this, even on a bare open
 # Between 1x and 2x Pillow only warns; check_image_file refuses those itself, so the warning is noise.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
@@ -78,6 +81,8 @@ def check_image_file(path: str | Path) -> tuple[str, tuple[int, int]]:
         raise DataError(f"{path.name}: the image is damaged or truncated ({type(err).__name__}: {err})") from None
     except Exception as err:  # noqa: BLE001 - hostile headers raise anything; the message says what happened
         raise DataError(f"{path.name}: the image is damaged or truncated ({type(err).__name__}: {err})") from None
+    if fmt not in FORMATS:
+        raise DataError(f"{path.name}: {fmt} images are not accepted; use {READABLE}")
     if size[0] * size[1] > MAX_PIXELS:
         raise _too_large(path.name, size)
     if min(size) < MIN_SIDE:

@@ -14,6 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import DataError
+from ..images import MAX_PIXELS
 from .faces import FaceAligner, FaceResult
 
 
@@ -75,7 +76,17 @@ def _open(path: str | Path):
     if not container.streams.video:
         container.close()
         raise DataError(f"{path} has no video stream")
+    ctx = container.streams.video[0].codec_context
+    if (ctx.width or 0) * (ctx.height or 0) > MAX_PIXELS:
+        container.close()
+        raise _frame_too_large(path, ctx.width, ctx.height)
     return container
+
+
+def _frame_too_large(path, width: int, height: int) -> DataError:
+    """The image pixel limit holds for every video frame too (an 8192x8192 video of 0.2 MB costs 1 GB to decode)."""
+    return DataError(f"{Path(path).name}: video frames too large ({width}x{height} = {width * height / 1e6:,.0f} MP); "
+                     f"the limit is {MAX_PIXELS // 1_000_000} megapixels per frame. Downscale it first")
 
 
 def _reason(err: Exception) -> str:
@@ -133,6 +144,8 @@ FAST_MIN_GAP = 4  # fast decoding only when wanted frames are at least this far 
 
 
 def _rgb(frame) -> np.ndarray:
+    if frame.width * frame.height > MAX_PIXELS:  # a stream may change size midway: checked before converting
+        raise _frame_too_large("video", frame.width, frame.height)
     rgb = frame.to_ndarray(format="rgb24")
     rot = int(getattr(frame, "rotation", 0) or 0)
     if rot % 360:  # phone videos: the display matrix says how to turn the frame

@@ -40,3 +40,21 @@ def test_the_readme_formats_are_read(tmp_path, fmt):
     path = tmp_path / "face.img"
     Image.new("RGB", (64, 64), (10, 200, 30)).save(path, format=fmt)
     assert check_image_file(path)[0] in FORMATS and open_image(path).size == (64, 64)
+
+
+def test_image_output_folders_of_killed_processes_are_removed_at_start(tmp_path):
+    import os
+    import subprocess
+    import time
+
+    from dfdet.viz.media import remove_stale_image_dirs
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs
+    folders = {"dead": tmp_path / f"dfdet_images_{dead.pid}_abc", "alive": tmp_path / f"dfdet_images_{os.getpid()}_x",
+               "old": tmp_path / "dfdet_images_q1w2e3", "new": tmp_path / "dfdet_images_r4t5y6"}
+    for d in folders.values():
+        d.mkdir()
+        (d / "0123.png").write_bytes(b"x")
+    os.utime(folders["old"], (time.time() - 7200,) * 2)
+    assert sorted(remove_stale_image_dirs(tmp_path)) == sorted([folders["dead"], folders["old"]])
+    assert folders["alive"].is_dir() and folders["new"].is_dir()

@@ -74,12 +74,34 @@ _last_prune = 0.0
 
 
 def image_dir() -> Path:
-    """This process's folder of image outputs; removed when the process exits."""
+    """This process's folder of image outputs; removed when the process exits (and, after a kill -9, by the
+    next process that starts: see remove_stale_image_dirs)."""
     global _image_dir
     if _image_dir is None:
-        _image_dir = Path(tempfile.mkdtemp(prefix="dfdet_images_"))
+        remove_stale_image_dirs()
+        _image_dir = Path(tempfile.mkdtemp(prefix=f"dfdet_images_{os.getpid()}_"))
         atexit.register(shutil.rmtree, _image_dir, True)
     return _image_dir
+
+
+def remove_stale_image_dirs(folder: str | Path | None = None) -> list[Path]:
+    """Delete image-output folders of processes that are gone (named by pid); unnamed ones older than an hour."""
+    gone = []
+    for d in Path(folder or tempfile.gettempdir()).glob("dfdet_images_*"):
+        pid = d.name.split("_")[2]
+        try:
+            if pid.isdigit():
+                os.kill(int(pid), 0)  # raises if no such process
+                continue
+            if time.time() - d.stat().st_mtime < IMAGE_FILES_KEEP_S:
+                continue
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue  # alive under another user, or unreadable: not ours to delete
+        shutil.rmtree(d, ignore_errors=True)
+        gone.append(d)
+    return gone
 
 
 def image_file(image: Image.Image, fmt: str = "PNG") -> str:

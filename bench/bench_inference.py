@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # run as a file: make `bench` and `dfdet` importa
 import torch
 
 from bench import common
-from bench.common import fmt, table
+from bench.common import fmt, pct, table
 
 DEFAULT_VARIANTS = "dfdet,open_clip_mha,paper_hf"
 
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> Path:
                 med = tm.median(n)
                 achieved = flops * b / med
                 rows.append([precision, b, n, fmt(med, 4), fmt(b / med, 2), fmt(achieved / 1e9, 1),
-                             fmt(100 * achieved / peak, 1) + "%",
+                             pct(achieved / peak),
                              fmt(tm.ratio("paper_hf", n), 3) if "paper_hf" in tm.runs else "n/a",
                              fmt(rel[n] / rel[best], 3)])
             if "dfdet" in tm.runs:
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> Path:
                 mfu = flops * b / tm.median("dfdet") / peak
                 best_rows.append([precision, b, best, fmt(r, 3), "met" if r <= 1.10 else "MISSED",
                                   fmt(tm.ratio("paper_hf", "dfdet"), 3) if "paper_hf" in tm.runs else "n/a",
-                                  fmt(100 * mfu, 1) + "%"])
+                                  pct(mfu)])
 
     body = [
         f"Model: {args.model} architecture, random weights (speed does not depend on weight values)"

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import common
-from bench.common import fmt, table
+from bench.common import fmt, pct, table
 
 PATHS = ("dfdet", "paper_hf_peft")
 
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> Path | None:
                      fmt(statistics.median(r_["peak_mb"] for r_ in runs[p_]), 0),
                      fmt(statistics.median(r_["extra_mb"] for r_ in runs[p_]), 0),
                      fmt(runs[p_][0]["saved_mb"], 0), runs[p_][0]["trainable"],
-                     fmt(100 * mfu, 1) + "%", fmt(ratio, 3),
+                     pct(mfu), fmt(ratio, 3),
                      "yes" if all(all(map(_finite, r_["losses"])) for r_ in runs[p_]) else "NO"])
     mem_note = runs["dfdet"][0]["memory"] + ("" if device.type == "cuda" else
                                              " (whole process: weights + activations + optimizer state)")

@@ -333,6 +333,15 @@ def fmt(x: float | None, digits: int = 2) -> str:
     return f"{x:.{digits}f}"
 
 
+def pct(frac: float | None) -> str:
+    """A share as a percentage: one decimal from 1% up, two significant digits below (a tiny model's
+    0.04% MFU must not print as 0.0%)."""
+    if frac is None:
+        return "n/a"
+    x = 100 * frac
+    return f"{x:.1f}%" if abs(x) >= 1 else f"{x:.2g}%"
+
+
 def base_parser(description: str, default_out: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--device", default="cpu", help="cpu or cuda")

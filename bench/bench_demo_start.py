@@ -64,7 +64,11 @@ def start_once(demo_dir: Path, cache: Path, timeout: float = 900) -> dict[str, f
             time.sleep(0.5)
     finally:
         proc.terminate()
-        proc.wait(30)
+        try:
+            proc.wait(180)  # SIGTERM: the app closes its server and deletes its temp files
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)
     return out
 
 

@@ -197,6 +197,7 @@ def test_roc_threshold_typed_or_stepped_updates_the_counts(page, server):
     page.get_by_role("tab", name="ROC browser").click()
     expect(page.locator("#roc-plot")).to_contain_text(re.compile(r"LN \+ Norm \+ SLERP · \w+ \(AUROC \d\.\d{3}, n="))
     conf = grid(page, "roc-conf")
+    expect(page.locator("#roc-methods").get_by_role("checkbox", name="LN + Norm", exact=True)).to_be_checked()
     expect(conf.get_by_role("gridcell", name="0.5", exact=True).first).to_be_visible()
     box = page.locator("#roc-thr input[type=number]")
     t0 = time.perf_counter()
@@ -209,6 +210,8 @@ def test_roc_threshold_typed_or_stepped_updates_the_counts(page, server):
     page.get_by_role("radio", name="video").check()  # video level: few videos, flagged, with intervals
     expect(grid(page, "roc-metrics")).to_contain_text("small n")
     expect(grid(page, "roc-metrics")).to_contain_text(" to ")
+    expect(page.locator("#roc-plot .js-plotly-plot")).to_be_visible()
+    page.wait_for_timeout(1500)  # the last change settles before the picture
     shoot(page, server, "roc")
 
 

@@ -106,12 +106,13 @@ def display_table(df: pd.DataFrame) -> pd.DataFrame:
     return df.astype(object).where(df.notna(), None)
 
 
-class OpenCheckboxGroup(gr.CheckboxGroup):
-    """Choices filled per run (demo and Hub runs appear after the page is built): the service checks
-    the values against the run, so the component accepts what a caller sends."""
-
-    def preprocess(self, payload):
-        return list(payload or [])
+def OpenCheckboxGroup(*args, **kwargs) -> gr.CheckboxGroup:  # noqa: N802 - used like the component it makes
+    """A CheckboxGroup whose choices are filled per run (demo and Hub runs appear after the page is built):
+    the service checks the values against the run, so the component accepts what a caller sends. (An
+    instance override, not a subclass: the browser renders components by their class name.)"""
+    box = gr.CheckboxGroup(*args, **kwargs)
+    box.preprocess = lambda payload: list(payload or [])
+    return box
 
 
 def open_dropdown(choices, value=None, **kw) -> gr.Dropdown:

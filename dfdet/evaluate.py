@@ -37,6 +37,7 @@ class EvalConfig:
     device: str = "cpu"  # cpu or cuda (under torchrun: cuda:<LOCAL_RANK>)
     out: str = "runs/eval"  # run folder to write
     workers: int = -1  # DataLoader worker processes per rank (-1 = auto: 0 on CPU, up to 8 on CUDA)
+    runtime: str = "torch-fp32"  # who runs the frozen backbone (dfdet.runtime); "auto" = the CPU default
 
 
 def evaluate(cfg: EvalConfig, bank: DetectorBank | None = None) -> Path:
@@ -56,7 +57,12 @@ def evaluate(cfg: EvalConfig, bank: DetectorBank | None = None) -> Path:
         raise DataError(f"{cfg.manifest}: no rows for split {cfg.split!r}"
                         f"{' and datasets ' + str(cfg.datasets) if cfg.datasets else ''}")
     if bank is None:
-        bank = DetectorBank(load_clip(cfg.backbone, device), cfg.checkpoints, cfg.methods or None, device)
+        from .runtime import describe, resolve_runtime
+        runtime = resolve_runtime(cfg.runtime, device, cfg.backbone.model)
+        if w.main:
+            print(describe(runtime))
+        bank = DetectorBank(load_clip(cfg.backbone, device), cfg.checkpoints, cfg.methods or None, device,
+                            runtime=runtime, progress=print)
     names = bank.ready
     if not names:
         problems = "; ".join(f"{n}: {e.message}" for n, e in bank.entries.items())
@@ -69,8 +75,7 @@ def evaluate(cfg: EvalConfig, bank: DetectorBank | None = None) -> Path:
     t0 = time.time()
     for pixels, _, _ in tqdm(loader, desc="evaluate", disable=None if w.main else True):
         pixels = pixels.to(bank.device, non_blocking=True)
-        for n in names:
-            p, f = bank.score_and_embed(pixels, n)
+        for n, (p, f) in bank.score_and_embed_all(pixels, names).items():  # LN methods in one forward
             scores[n].append(p)
             feats[n].append(f)
     scores = {n: gather_rows(np.concatenate(v[1:] or v[:1])) for n, v in scores.items()}
@@ -91,6 +96,7 @@ def evaluate(cfg: EvalConfig, bank: DetectorBank | None = None) -> Path:
     info = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "code_version": __version__,
         "backbone": {"model": bank.clip.config.model, "weights": bank.clip.weights_id},
+        "runtime": getattr(bank, "runtime", "torch-fp32"),
         "demo": bank.demo, "manifest": str(cfg.manifest), "manifest_sha256": file_sha256(cfg.manifest),
         "data_root": str(Path(root).resolve()), "split": cfg.split, "threshold": cfg.threshold,
         "seconds": round(time.time() - t0, 1), "processes": w.size,

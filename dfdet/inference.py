@@ -51,7 +51,10 @@ class DetectorBank:
     """Loads every method it can from `checkpoints_dir` over one CLIP backbone."""
 
     def __init__(self, clip: LoadedClip, checkpoints_dir: str | Path = "checkpoints",
-                 methods: list[str] | None = None, device: str = "cpu"):
+                 methods: list[str] | None = None, device: str = "cpu", runtime: str = "torch-fp32",
+                 progress=None):
+        """runtime: who runs the frozen backbone for the LN family (dfdet.runtime); its artefact is built
+        (once, cached) here, so a bad choice fails at load, not at the first face."""
         self.clip = clip
         self.device = torch.device(device)
         self.demo = clip.config.pretrained is None and clip.config.weights is None
@@ -61,6 +64,10 @@ class DetectorBank:
         self._base_ln = {f"backbone.visual.{k}": v.to(self.device) for k, v in clip.pristine.items()}
         self.entries: dict[str, Entry] = {}
         self._scan(Path(checkpoints_dir), methods)
+        from .runtime import build_engine
+        self.runtime = runtime
+        self.engine = build_engine(runtime, self.backbone, clip.config.weights, clip.config.model,
+                                   progress=progress)
 
     # -- discovery ---------------------------------------------------------------------------
     def _scan(self, root: Path, methods: list[str] | None) -> None:
@@ -165,7 +172,7 @@ class DetectorBank:
     def predict(self, pixels: torch.Tensor, names: list[str] | None = None) -> dict[str, np.ndarray]:
         """p_fake per ready method for a batch of preprocessed images."""
         ln_entries = [n for n in (names or self.ready) if self.entries[n].model is None]
-        if self.fused and len(ln_entries) > 1:
+        if self.fused and (len(ln_entries) > 1 or (ln_entries and self.runtime != "torch-fp32")):
             from .multi_ln import bank_predict
             return bank_predict(self, pixels, names)
         out = {}
@@ -175,8 +182,17 @@ class DetectorBank:
         return out
 
     @torch.no_grad()
+    def score_and_embed_all(self, pixels: torch.Tensor, names: list[str] | None = None
+                            ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """score_and_embed for several methods, the LN family in one batched forward on the runtime."""
+        from .multi_ln import bank_forward
+        return bank_forward(self, pixels, list(names or self.ready), features=True)
+
+    @torch.no_grad()
     def score_and_embed(self, pixels: torch.Tensor, name: str) -> tuple[np.ndarray, np.ndarray]:
         """p_fake and the features the head sees, from one forward pass."""
+        if self.entries[name].model is None and self.runtime != "torch-fp32":
+            return self.score_and_embed_all(pixels, [name])[name]
         model = self._select(name)
         feats = model.embed(pixels)
         p = F.softmax(model.classify(feats).float(), dim=-1)[:, 1]

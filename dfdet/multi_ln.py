@@ -77,6 +77,49 @@ def _check_blocks(backbone: VisionBackbone) -> None:
                          f"(got {type(backbone.visual.transformer.resblocks[0]).__name__})")
 
 
+def ln_order(backbone: VisionBackbone) -> list[str]:
+    """The LayerNorms in forward order (ln_pre, each block's ln_1 and ln_2, ln_post): the rows of stacked
+    gamma/beta tensors that grouped_forward and the exported runtimes (dfdet.runtime) take."""
+    v = backbone.visual
+    names = ["visual.ln_pre"]
+    for i in range(len(v.transformer.resblocks)):
+        names += [f"visual.transformer.resblocks.{i}.ln_1", f"visual.transformer.resblocks.{i}.ln_2"]
+    return names + ["visual.ln_post"]
+
+
+def stacked_tensors(backbone: VisionBackbone, overlays: list[Mapping[str, torch.Tensor]]
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """gamma and beta of every overlay as two [n_ln, k, D] tensors, rows in ln_order."""
+    stacked = stack_overlays(backbone, overlays)
+    order = ln_order(backbone)
+    return (torch.stack([stacked[n][0] for n in order]), torch.stack([stacked[n][1] for n in order]))
+
+
+def grouped_forward(backbone: VisionBackbone, pixels: torch.Tensor, gamma: torch.Tensor,
+                    beta: torch.Tensor) -> torch.Tensor:
+    """z_cls [k, B, width] of pixels [B, 3, H, W] with k LayerNorm settings gamma/beta [n_ln, k, D].
+
+    The one definition of the grouped forward: multi_ln_forward calls it, and dfdet.runtime exports
+    it, with gamma/beta as graph inputs, so the overlays stay exact fp32 whatever runs the matmuls.
+    """
+    v = backbone.visual
+    k, b = gamma.shape[1], pixels.shape[0]
+    # Patch embedding, class token and positions do not depend on LayerNorms: compute them once.
+    x = v.conv1(pixels).flatten(2).transpose(1, 2)
+    cls = v.class_embedding.to(x.dtype).expand(b, 1, -1)
+    x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
+    x = v.patch_dropout(x)
+    x = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
+    x = grouped_layer_norm(x, gamma[0], beta[0], v.ln_pre.eps)
+    for i, blk in enumerate(v.transformer.resblocks):
+        h = grouped_layer_norm(x, gamma[2 * i + 1], beta[2 * i + 1], blk.ln_1.eps)
+        x = x + blk.ls_1(self_attention(blk.attn, h))
+        h = grouped_layer_norm(x, gamma[2 * i + 2], beta[2 * i + 2], blk.ln_2.eps)
+        x = x + blk.ls_2(blk.mlp(h))
+    z = grouped_layer_norm(x[:, 0], gamma[-1], beta[-1], v.ln_post.eps)
+    return z.view(k, b, -1)
+
+
 def multi_ln_forward(backbone: VisionBackbone, pixels: torch.Tensor,
                      overlays: list[Mapping[str, torch.Tensor]]) -> list[torch.Tensor]:
     """z_cls of `pixels` [B, 3, H, W] under each LayerNorm overlay, from one batched forward.
@@ -86,38 +129,25 @@ def multi_ln_forward(backbone: VisionBackbone, pixels: torch.Tensor,
     k*B images, so callers with large batches should split them.
     """
     _check_blocks(backbone)
-    stacked = stack_overlays(backbone, overlays)
-    k, v = len(overlays), backbone.visual
-    b = pixels.shape[0]
-    # Patch embedding, class token and positions do not depend on LayerNorms: compute them once.
-    x = v.conv1(pixels).flatten(2).transpose(1, 2)
-    cls = v.class_embedding.to(x.dtype).expand(b, 1, -1)
-    x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
-    x = v.patch_dropout(x)
-    x = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
-    x = grouped_layer_norm(x, *stacked["visual.ln_pre"], v.ln_pre.eps)
-    for i, blk in enumerate(v.transformer.resblocks):
-        h = grouped_layer_norm(x, *stacked[f"visual.transformer.resblocks.{i}.ln_1"], blk.ln_1.eps)
-        x = x + blk.ls_1(self_attention(blk.attn, h))
-        h = grouped_layer_norm(x, *stacked[f"visual.transformer.resblocks.{i}.ln_2"], blk.ln_2.eps)
-        x = x + blk.ls_2(blk.mlp(h))
-    z = grouped_layer_norm(x[:, 0], *stacked["visual.ln_post"], v.ln_post.eps)
-    return list(z.view(k, b, -1).unbind(0))
+    gamma, beta = stacked_tensors(backbone, overlays)
+    return list(grouped_forward(backbone, pixels, gamma, beta).unbind(0))
 
 
-def _head_p_fake(z: torch.Tensor, tensors: Mapping[str, torch.Tensor], normalize: bool) -> torch.Tensor:
+def _head(z: torch.Tensor, tensors: Mapping[str, torch.Tensor], normalize: bool
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """p_fake and the features the head sees (z_cls, on the unit sphere for the Norm methods)."""
     if normalize:
         z = F.normalize(z, dim=-1)
     logits = F.linear(z, tensors["head.weight"].to(z), tensors["head.bias"].to(z))
-    return F.softmax(logits.float(), dim=-1)[:, 1]
+    return F.softmax(logits.float(), dim=-1)[:, 1], z
 
 
 @torch.no_grad()
-def bank_predict(bank, pixels: torch.Tensor, names: list[str] | None = None) -> dict[str, np.ndarray]:
-    """DetectorBank.predict with every LN-family checkpoint in one multi_ln_forward.
+def bank_forward(bank, pixels: torch.Tensor, names: list[str] | None = None, features: bool = False) -> dict:
+    """Every LN-family checkpoint of a DetectorBank in one grouped forward on the bank's runtime engine.
 
-    Same contract as DetectorBank.predict (p_fake per ready method); methods of other families
-    still run their own model. `bank` is a dfdet.inference.DetectorBank.
+    Returns p_fake per method ([B] numpy), or (p_fake, features) with features=True. Methods of other
+    families still run their own model. `bank` is a dfdet.inference.DetectorBank.
     """
     from .errors import DfdetError
     names = list(names or bank.ready)
@@ -129,14 +159,29 @@ def bank_predict(bank, pixels: torch.Tensor, names: list[str] | None = None) -> 
         if e.model is None:
             grouped.append(name)
     if grouped:
+        _check_blocks(bank.backbone)
         base = bank._base_ln  # the backbone's own LayerNorms; an entry's tensors override them
         overlays = [{**base, **bank.entries[n].tensors} for n in grouped]
-        zs = multi_ln_forward(bank.backbone, pixels, overlays)
-        for n, z in zip(grouped, zs):
+        gamma, beta = stacked_tensors(bank.backbone, overlays)
+        engine = getattr(bank, "engine", None)
+        zs = (engine(pixels, gamma, beta) if engine is not None
+              else grouped_forward(bank.backbone, pixels, gamma, beta))
+        for n, z in zip(grouped, zs.unbind(0)):
             e = bank.entries[n]
-            out[n] = _head_p_fake(z, e.tensors, e.spec.normalize).cpu().numpy()
+            p, f = _head(z, e.tensors, e.spec.normalize)
+            out[n] = (p.cpu().numpy(), f.float().cpu().numpy()) if features else p.cpu().numpy()
     for n in names:
-        if n not in out:
-            logits = bank.entries[n].model(pixels)
-            out[n] = F.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy()
+        if n in out:
+            continue
+        model = bank.entries[n].model
+        if features:
+            f = model.embed(pixels)
+            out[n] = (F.softmax(model.classify(f).float(), dim=-1)[:, 1].cpu().numpy(), f.float().cpu().numpy())
+        else:
+            out[n] = F.softmax(model(pixels).float(), dim=-1)[:, 1].cpu().numpy()
     return {n: out[n] for n in names}
+
+
+def bank_predict(bank, pixels: torch.Tensor, names: list[str] | None = None) -> dict[str, np.ndarray]:
+    """DetectorBank.predict with every LN-family checkpoint in one grouped forward (see bank_forward)."""
+    return bank_forward(bank, pixels, names)

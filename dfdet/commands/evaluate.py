@@ -21,6 +21,8 @@ def add_arguments(p) -> None:
     p.add_argument("--workers", type=int, default=-1,
                    help="DataLoader worker processes per process (-1 = auto: 0 on CPU, up to 8 on CUDA)")
     add_backbone_args(p)
+    from ..runtime import add_runtime_arg
+    add_runtime_arg(p)
 
 
 def run(args) -> int:
@@ -29,7 +31,8 @@ def run(args) -> int:
     cfg = EvalConfig(manifest=args.manifest, data_root=args.data_root or "", split=args.split,
                      datasets=args.datasets, checkpoints=args.checkpoints, methods=args.methods,
                      backbone=backbone_from_args(args), batch_size=args.batch_size, threshold=args.threshold,
-                     device=resolve_device(args.device), out=args.out, workers=args.workers)
+                     device=resolve_device(args.device), out=args.out, workers=args.workers,
+                     runtime=args.runtime)
     run_dir = evaluate(cfg)
     from ..distributed import world
     if not world().main:

@@ -23,6 +23,8 @@ def add_arguments(p) -> None:
     p.add_argument("--align", action="store_true", help="detect and align the largest face first")
     p.add_argument("--csv", help="also write the table to this CSV file")
     add_backbone_args(p)
+    from ..runtime import add_runtime_arg
+    add_runtime_arg(p)
 
 
 def run(args) -> int:
@@ -51,7 +53,12 @@ def run(args) -> int:
         names.append(path)
     if not images:
         raise DataError("no image could be scored: " + "; ".join(skipped))
-    bank = DetectorBank(load_clip(backbone_from_args(args), device), args.checkpoints, args.methods or None, device)
+    from ..runtime import describe, resolve_runtime
+    cfg = backbone_from_args(args)
+    runtime = resolve_runtime(args.runtime, device, cfg.model)
+    print(describe(runtime), file=sys.stderr)
+    bank = DetectorBank(load_clip(cfg, device), args.checkpoints, args.methods or None, device, runtime=runtime,
+                        progress=lambda msg: print(msg, file=sys.stderr))
     if not bank.ready:
         for n, e in bank.entries.items():
             print(f"{n}: {e.message}")

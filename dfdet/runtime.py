@@ -204,11 +204,19 @@ def export_onnx(backbone, path: str | Path) -> Path:
     return Path(path)
 
 
-def quantize_int8(src: str | Path, dst: str | Path) -> Path:
+def quantize_int8(src: str | Path, dst: str | Path, weights: str = "s8-reduced") -> Path:
     """int8 weights (per output channel) and dynamically quantised activations for the MatMuls with a
-    constant weight, i.e. the Linear layers; attention scores, LayerNorms and the patch conv stay fp32."""
+    constant weight, i.e. the Linear layers; attention scores, LayerNorms and the patch conv stay fp32.
+
+    weights: "s8-reduced" (7-bit signed range) is the default because ONNX Runtime's u8 x s8 kernel on
+    CPUs without VNNI (AVX2) saturates its 16-bit pair sums with full-range s8 weights: z_cls cosine
+    fell to 0.992 on the tiny model, 0.99997 with the reduced range (bench/results_cpu_runtimes.md).
+    "u8" (unsigned weights, a slower kernel without that overflow) and "s8" are there for the benchmark.
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    atomic_write(dst, lambda p: quantize_dynamic(str(src), p, weight_type=QuantType.QInt8, per_channel=True,
+    wt = QuantType.QUInt8 if weights == "u8" else QuantType.QInt8
+    atomic_write(dst, lambda p: quantize_dynamic(str(src), p, weight_type=wt, per_channel=True,
+                                                 reduce_range=weights == "s8-reduced",
                                                  op_types_to_quantize=["MatMul"],
                                                  extra_options={"MatMulConstBOnly": True}))
     return Path(dst)
@@ -221,11 +229,14 @@ def _build_fp32(backbone, fp32: Path, out: Path) -> Path:
     return export_onnx(backbone, out)
 
 
-def _build_int8(backbone, fp32: Path, out: Path) -> Path:
-    if not fp32.is_file():
-        export_onnx(backbone, fp32)
+def _build_int8(backbone, fp32: Path, out: Path, weights: str = "s8-reduced") -> Path:
+    kind = out.name.rsplit("-onnx-", 1)[-1]
+    cached = out.with_name(out.name.replace(f"-onnx-{kind}", "-onnx-fp32.onnx"))
+    if cached.is_file():  # an fp32 export of the same weights (named by their hash) is already here
+        return quantize_int8(cached, out, weights)
+    export_onnx(backbone, fp32)
     try:
-        return quantize_int8(fp32, out)
+        return quantize_int8(fp32, out, weights)
     finally:
         fp32.unlink(missing_ok=True)  # only the int8 file is kept
 
@@ -239,6 +250,11 @@ class Artefact:
     path: Path  # the .onnx file
     built: bool  # built in this call (False: found in the cache and verified)
     seconds: float  # build (or verification) time
+
+    @property
+    def meta(self) -> dict:
+        """The sidecar: what the artefact was built from, with what, and how long the build took."""
+        return _read_meta(self.path.with_suffix(".json"))
 
 
 def ensure_artefact(kind: str, backbone, weights_file: str | None = None, model_name: str = "vit",
@@ -263,7 +279,8 @@ def ensure_artefact(kind: str, backbone, weights_file: str | None = None, model_
     import onnxruntime
     record = {"format": ARTEFACT_FORMAT, "kind": kind, "model": model_name, "weights_sha256": digest,
               "sha256": file_sha256(path), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-              "dfdet": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+              "dfdet": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+              "build_seconds": round(time.perf_counter() - t0, 1)}
     atomic_write(meta_path, lambda p: Path(p).write_text(json.dumps(record, indent=2)))
     return Artefact(path, True, time.perf_counter() - t0)
 

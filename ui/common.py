@@ -97,6 +97,22 @@ def for_visitor(fn, n_out: int, done: str | Callable | None = None):
     return wrapper
 
 
+def for_visitor_stream(fn, n_out: int):
+    """for_visitor for a generator (a video scored frame by frame): each yield redraws the outputs; a failure
+    part-way keeps what was shown and says why in the status line. Not functools.wraps: gradio must see
+    a generator function here, not the wrapped one."""
+    def wrapper(*args, **kwargs):
+        try:
+            for out in fn(*args, **kwargs):
+                yield (*(out if isinstance(out, tuple) else (out,)), "")
+        except Exception as err:  # noqa: BLE001 - every failure becomes the status line
+            if not isinstance(err, (DfdetError, gr.Error)):
+                log.exception("handler %s failed", getattr(fn, "__name__", "stream"))
+            yield (*[gr.skip()] * n_out, failed(err))
+    wrapper.__name__ = getattr(fn, "__name__", "stream")
+    return wrapper
+
+
 def status_line(elem_id: str) -> gr.HTML:
     return gr.HTML("", elem_id=elem_id, elem_classes=["status-line"])
 

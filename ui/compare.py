@@ -13,7 +13,8 @@ from dfdet.viz.services.compare import CompareResult
 from dfdet.viz.store import SAMPLES, md_escape
 
 from . import explain
-from .common import MODEL_KW, PRIVATE, Ctx, display_table, for_visitor, friendly, how_to_read, on_gpu, status_line
+from .common import (MODEL_KW, PRIVATE, Ctx, display_table, for_visitor, for_visitor_stream, friendly, how_to_read,
+                     on_gpu, status_line)
 from .guards import guard_image_upload
 
 HOW = ("each row is one method's p(fake) for the same input; at 0.5 or above it calls the face fake. "
@@ -139,7 +140,12 @@ def build(ctx: Ctx) -> gr.Tab:
         return (res.header, res.original, *outputs(res, visitor=True), clear_image, clear_video)
 
     ui_image = for_visitor(lambda p: shown(score_image(p), gr.skip(), None), len(ui_out) + 2)
-    ui_video = for_visitor(lambda p: shown(score_video(p), None, gr.skip()), len(ui_out) + 2)
+    stream_video = on_gpu(s.compare.video_stream)  # per-frame scores as they come (dfdet.video_stream)
+
+    def video_updates(path, what="uploaded video"):
+        for res in stream_video(path, what):
+            yield shown(res, None, gr.skip() if what == "uploaded video" else None)
+    ui_video = for_visitor_stream(video_updates, len(ui_out) + 2)
     ui_sample = for_visitor(lambda src, r: shown(score_sample(src or SAMPLES, r), None, None), len(ui_out) + 2)
     visitor_out = [*ui_out, image_in, video_in, status]
 
@@ -152,8 +158,8 @@ def build(ctx: Ctx) -> gr.Tab:
     video_btn.click(ui_video, video_in, visitor_out, api_name="_ui_video", **PRIVATE, **MODEL_KW)
     row_btn.click(ui_sample, [face_src, face_row], visitor_out, api_name="_ui_sample", **PRIVATE, **MODEL_KW)
     examples.select(example, None, visitor_out, api_name="_ui_example", **PRIVATE, **MODEL_KW)
-    ui_example_video = for_visitor(lambda: shown(score_video(video_example, "example video (a deepfake)"), None, None),
-                                   len(ui_out) + 2)
+    ui_example_video = for_visitor_stream(lambda: video_updates(video_example, "example video (a deepfake)"),
+                                          len(ui_out) + 2)
     example_video_btn.click(ui_example_video, None, visitor_out, api_name="_ui_example_video",
                             **PRIVATE, **MODEL_KW)
     random_btn.click(for_visitor(api_random_face, 3), [ds_in, src_in, lab_in], [face_src, face_row, face_info, status],

@@ -88,9 +88,10 @@ def image_prediction(bank: DetectorBank, face: Image.Image, message: str = "") -
 
 
 def video_prediction(bank: DetectorBank, faces: list[Image.Image], times: np.ndarray,
-                     message: str = "") -> Prediction:
-    """Per-frame scores and the video-level score: the mean p_fake over frames (as in the metrics)."""
-    probs = predict_faces(bank, faces)
+                     message: str = "", probs: dict[str, np.ndarray] | None = None) -> Prediction:
+    """Per-frame scores and the video-level score: the mean p_fake over frames (as in the metrics).
+    probs: per-frame p_fake already computed (a streamed video, dfdet.video_stream)."""
+    probs = predict_faces(bank, faces) if probs is None else probs
     table = score_table(bank, {n: float(np.mean(p)) for n, p in probs.items()})
     table.insert(1, "frames", [len(faces) if not np.isnan(v) else 0 for v in table["p_fake"]])
     frame_scores = {bank.entries[n].label: p for n, p in probs.items()}

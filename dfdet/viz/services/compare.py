@@ -47,13 +47,30 @@ class CompareService:
 
     def video(self, path: str | Path | None, what: str = "uploaded video") -> CompareResult:
         """An uploaded video: aligned faces from evenly spaced frames, per-frame and video-level scores."""
+        res = None
+        for res in self.video_stream(path, what):
+            pass
+        return res
+
+    def video_stream(self, path: str | Path | None, what: str = "uploaded video"):
+        """video() as it goes: a result after the first scored face, then after each chunk of faces
+        (dfdet.video_stream: decoding and face detection run beside the forward; the lock only per forward)."""
+        from ...video_stream import stream_video_scores
         bank = self.store.require_bank()
         path = check_upload(path, "video")
-        faces, times, note = video_faces(path, self.store.cfg.video_frames, self.store.face_aligner())
-        with self.store.model_lock:
-            pred = compare.video_prediction(bank, faces, times, note)
-        return CompareResult(pred, f"**Results for:** {what} `{md_escape(Path(path).name)}`, "
-                                   f"{len(faces)} frames (ground truth unknown)")
+        for part in stream_video_scores(bank, path, self.store.cfg.video_frames, self.store.face_aligner(),
+                                        lock=self.store.model_lock):
+            if part.done:
+                note = f"{len(part.faces)} of {part.seen} sampled frames had a face"
+                note += f"; {part.note}" if part.note else ""
+                count = f"{len(part.faces)} frames"
+            else:
+                note = (f"scoring: {part.seen} of {part.planned} sampled frames read, {len(part.faces)} scored so "
+                        "far (the table shows the mean over those)")
+                count = f"{len(part.faces)} of {part.planned} frames so far"
+            pred = compare.video_prediction(bank, part.faces, part.times, note, probs=part.scores)
+            yield CompareResult(pred, f"**Results for:** {what} `{md_escape(Path(path).name)}`, "
+                                      f"{count} (ground truth unknown)")
 
     def sample(self, source: str, row) -> CompareResult:
         """A face crop from a manifest or run (already aligned by the data pipeline): score it as is."""

@@ -62,6 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="import the authors' released models (the paper's yermandy/deepfake-detection and "
                         "yermandy/GenD_CLIP_L_14) as live rows at start; also $DFDET_IMPORT_RELEASED=1")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    from dfdet.runtime import add_runtime_arg
+    add_runtime_arg(p)
     p.add_argument("--no-warm-up", action="store_true", help="skip compiling numba / fitting UMAPs at start")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME"), help="bind address ($GRADIO_SERVER_NAME)")
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT")
@@ -75,7 +77,7 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
     return AppConfig(runs=args.runs, checkpoints=args.checkpoints, methods=list(args.methods), backbone=bb,
                      manifest=args.manifest, data_root=args.data_root, cache_dir=args.cache_dir, demo=args.demo,
                      device=args.device, warm_up=not args.no_warm_up, hub_checkpoints=list(args.hub_checkpoints),
-                     hub_runs=list(args.hub_runs), import_released=args.import_released)
+                     hub_runs=list(args.hub_runs), import_released=args.import_released, runtime=args.runtime)
 
 
 def launch(app: gr.Blocks, **kw):

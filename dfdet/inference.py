@@ -64,10 +64,16 @@ class DetectorBank:
         self._base_ln = {f"backbone.visual.{k}": v.to(self.device) for k, v in clip.pristine.items()}
         self.entries: dict[str, Entry] = {}
         self._scan(Path(checkpoints_dir), methods)
+        self.runtime, self.engine = "torch-fp32", None
+        self.use_runtime(runtime, progress)
+
+    def use_runtime(self, runtime: str, progress=None) -> None:
+        """Switch who runs the frozen backbone (building and caching its artefact first: minutes for ViT-L/14
+        the first time). Until it returns, the bank keeps answering with the runtime it had."""
         from .runtime import build_engine
-        self.runtime = runtime
-        self.engine = build_engine(runtime, self.backbone, clip.config.weights, clip.config.model,
-                                   progress=progress)
+        engine = build_engine(runtime, self.backbone, self.clip.config.weights, self.clip.config.model,
+                              progress=progress)
+        self.engine, self.runtime = engine, runtime
 
     # -- discovery ---------------------------------------------------------------------------
     def _scan(self, root: Path, methods: list[str] | None) -> None:

@@ -18,11 +18,10 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import numpy as np
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch loads lazily: the app reads this registry (--runtime choices) before the page is up
+    import torch
 
 from . import __version__
 from .errors import DfdetError
@@ -131,6 +130,7 @@ class OnnxEngine:
 
     def __init__(self, name: str, path: Path, threads: int | None = None):
         import onnxruntime as ort
+        import torch
         self.name, self.path = name, Path(path)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or torch.get_num_threads()
@@ -141,26 +141,21 @@ class OnnxEngine:
     def __call__(self, pixels: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         feeds = {"pixels": _np(pixels), "gamma": _np(gamma), "beta": _np(beta)}
         (z,) = self.session.run(["z"], feeds)
+        import torch
         return torch.from_numpy(z).to(pixels.device)
 
 
-def _np(t: torch.Tensor) -> np.ndarray:
+def _np(t: torch.Tensor):
+    import numpy as np
+    import torch
     return np.ascontiguousarray(t.detach().to("cpu", torch.float32).numpy())
 
 
 # -- artefacts: export, quantise, cache ------------------------------------------------------------
-class _Grouped(nn.Module):
-    def __init__(self, backbone):
-        super().__init__()
-        self.backbone = backbone
-
-    def forward(self, pixels, gamma, beta):
-        from .multi_ln import grouped_forward
-        return grouped_forward(self.backbone, pixels, gamma, beta)
-
-
 def frozen_hash(backbone) -> str:
     """sha256 of every frozen tensor an artefact bakes in (not the LayerNorms: those are inputs)."""
+    import torch
+    from torch import nn
     ln = {f"visual.{n}" for n, m in backbone.visual.named_modules() if isinstance(m, nn.LayerNorm)}
     h = hashlib.sha256()
     for name, t in sorted(backbone.state_dict().items()):
@@ -188,6 +183,19 @@ def cache_dir(weights_file: str | None = None) -> Path:
 def export_onnx(backbone, path: str | Path) -> Path:
     """The grouped forward as ONNX, batch and group count dynamic (torch.export-based exporter)."""
     import warnings
+
+    import torch
+    from torch import nn
+
+    from .multi_ln import grouped_forward
+
+    class _Grouped(nn.Module):
+        def __init__(self, backbone):
+            super().__init__()
+            self.backbone = backbone
+
+        def forward(self, pixels, gamma, beta):
+            return grouped_forward(self.backbone, pixels, gamma, beta)
     size = backbone.visual.image_size
     hw = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
     from .multi_ln import stacked_tensors
@@ -277,6 +285,7 @@ def ensure_artefact(kind: str, backbone, weights_file: str | None = None, model_
     BUILDERS[kind](backbone, folder / f".{stem}.fp32.onnx", path)
     from .checkpoint import file_sha256
     import onnxruntime
+    import torch
     record = {"format": ARTEFACT_FORMAT, "kind": kind, "model": model_name, "weights_sha256": digest,
               "sha256": file_sha256(path), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
               "dfdet": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -65,3 +65,26 @@ def test_no_face_anywhere_is_one_clear_error(bank_and_video, tmp_path):
             c.mux(pkt)
     with pytest.raises(DataError, match="no face found in any of the 3 sampled frames"):
         list(stream_video_scores(bank, path, 3, aligner))
+
+
+def test_visitor_stream_redraws_each_yield_and_keeps_them_on_failure():
+    """The Compare tab's streaming handler: each part redraws, a failure part-way only sets the status line."""
+    import inspect
+
+    import gradio as gr
+
+    from dfdet.errors import DataError
+    from ui.common import for_visitor_stream
+
+    def parts(fail: bool):
+        yield "first"
+        if fail:
+            raise DataError("decoding stopped at frame 9")
+        yield "second"
+    ok = for_visitor_stream(lambda: parts(False), 1)
+    assert inspect.isgeneratorfunction(ok)  # gradio streams only generator functions
+    assert list(ok()) == [("first", ""), ("second", "")]
+    out = list(for_visitor_stream(lambda: parts(True), 1)())
+    assert out[0] == ("first", "")
+    skip, status = out[1]
+    assert skip == gr.skip() and "decoding stopped at frame 9" in status and "err" in status

@@ -46,6 +46,7 @@ class Startup:
         self.warmup_seconds: float | None = None
         self.notes: list[str] = []  # one line each: Hub downloads, imports, what was skipped
         self.hub_steps: list[str] = []  # the downloads started, in order ("i of n: what")
+        self.runtime_note = ""  # the fast runtime being built, or why it could not be
 
     @property
     def cfg(self):
@@ -74,6 +75,28 @@ class Startup:
                           self.cfg.checkpoints)
         finally:
             self.loaded.set()
+        self.switch_runtime()
+
+    def switch_runtime(self) -> None:
+        """The configured fast runtime, built after the page already answers with fp32 (its first build takes
+        minutes for ViT-L/14); a runtime that cannot be built leaves fp32 in place, with the reason."""
+        from ..runtime import describe, resolve_runtime
+        bank = self.store.bank
+        if bank is None:
+            return
+        try:
+            name = resolve_runtime(self.cfg.runtime, self.cfg.device, bank.clip.config.model)
+            if name == bank.runtime:
+                return
+            self.runtime_note = f"building the {name} runtime (once; scores meanwhile come from fp32)"
+            bank.use_runtime(name, progress=lambda msg: log.info(msg))
+            self.runtime_note = ""
+        except Exception as err:  # noqa: BLE001 - fp32 keeps answering; the status says why it stayed
+            log.exception("runtime %s could not be built", self.cfg.runtime)
+            self.runtime_note = f"runtime {self.cfg.runtime} unavailable ({type(err).__name__}: {err}); using fp32"
+        if self.store.status.mode in ("live", "demo"):
+            self.store.status.message = self.store.status.message.split(" · runtime:")[0] + \
+                " · " + describe(bank.runtime) + (f" ({self.runtime_note})" if self.runtime_note else "")
 
     def fetch_from_hub(self) -> None:
         """The Space settings' downloads (dfdet.hub.space), each a named step; nothing when none is set."""

@@ -53,6 +53,7 @@ class AppConfig:
     hub_checkpoints: list[str] = field(default_factory=list)  # Hub repos of dfdet checkpoints to pull at start
     hub_runs: list[str] = field(default_factory=list)  # Hub repos holding run folders to pull at start
     import_released: bool = False  # with network: import the paper's model and GenD as live rows at start
+    runtime: str = "auto"  # who runs the frozen backbone (dfdet.runtime); auto = the CPU default that met the bar
 
 
 @dataclass

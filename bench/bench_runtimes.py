@@ -198,6 +198,7 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--runtimes", nargs="*", default=list(ALL), help=f"which of {', '.join(ALL)}")
     p.add_argument("--dfdc", type=int, default=200, help="DFDC faces added to all of CDFv2 and FF")
     p.add_argument("--faces", type=int, default=0, help="agreement on only the first N faces (0 = all)")
+    p.add_argument("--every", type=int, default=1, help="take every k-th face of the set (time-bound runs)")
     p.add_argument("--slow-faces", type=int, default=8,
                    help=f"agreement faces for runtimes not {FAST}x faster than torch-fp32 in the timed rounds")
     p.add_argument("--layers", type=int, default=0,
@@ -234,6 +235,7 @@ def main(argv: list[str] | None = None) -> Path:
     paths = face_paths(Path(args.shared), args.dfdc)
     if not paths:
         raise SystemExit(f"no faces under {args.shared}/datasets")
+    paths = paths[:: max(1, args.every)]
     if args.faces:
         paths = paths[: args.faces]
     pixels = torch.stack([bank.clip.preprocess(Image.open(f).convert("RGB")) for f in paths])
@@ -287,6 +289,7 @@ def main(argv: list[str] | None = None) -> Path:
             fn = bare(i) if v == variants[-1] else face_call(v, i)
             t = time.perf_counter()
             fn()
+            print(f"  {v}: {time.perf_counter() - t:.1f} s", flush=True)
             if r >= 0:
                 times[v].append(time.perf_counter() - t)
         print(f"round {r}: " + ", ".join(f"{v} {times[v][-1]:.1f}" for v in variants if r >= 0 and times[v]),
@@ -346,7 +349,7 @@ def main(argv: list[str] | None = None) -> Path:
         "LayerNorms and heads were moved off their init. LayerNorm gamma/beta are fp32 inputs of every runtime "
         "and the heads run in torch fp32: only the frozen backbone differs.",
         "",
-        f"Faces: {len(paths)} = all of FF and CDFv2 + {max(0, len(paths) - 32)} DFDC (`--dfdc {args.dfdc}`"
+        f"Faces: {len(paths)}: every {args.every}. face of all of FF and CDFv2 + {args.dfdc} DFDC (`--dfdc {args.dfdc}`"
         f"{f', --faces {args.faces}' if args.faces else ''}). Agreement on every face for torch-fp32 and the two fastest "
         f"runtimes (if at least {FAST}x faster than fp32), on the first {args.slow_faces} for the others (column `faces`).",
         "",

@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = p.parse_args(argv)
     device = common.setup(args)
     t_start = time.perf_counter()
-    names = [n for n in ALL if n in args.runtimes]
+    names = [n for n in args.runtimes if n in ALL]  # in the order given: the candidates first
     if names[0] != "torch-fp32":
         names = ["torch-fp32"] + names
 
@@ -242,19 +242,7 @@ def main(argv: list[str] | None = None) -> Path:
     print(f"{len(paths)} faces; load average {common.load_average()}", flush=True)
 
     cache = Path(args.cache or tempfile.mkdtemp(prefix="dfdet-bench-runtimes-"))  # default cold: real builds
-    engines, builds = {}, {}
-    for n in names:
-        gc.collect()
-        t = time.perf_counter()
-        try:
-            with PeakRss() as mem:
-                engines[n] = build(n, backbone, cache, (pixels[:1], gamma, beta), args.model)
-            builds[n] = (time.perf_counter() - t, mem.peak - mem.start, mem.end - mem.start, "")
-        except Exception as err:  # a runtime that cannot run here is a result, not a crash
-            builds[n] = (time.perf_counter() - t, None, None, f"{type(err).__name__}: {str(err)[:200]}")
-            print(f"{n}: {builds[n][3]}", flush=True)
-        print(f"built {n} in {builds[n][0]:.0f} s (load {common.load_average()})", flush=True)
-    names = [n for n in names if n in engines]
+    ref = build("torch-fp32", backbone, cache, None)
 
     def heads(z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """[k, B, D] -> p_fake [k, B] and z [k, B, D] as numpy."""
@@ -262,118 +250,142 @@ def main(argv: list[str] | None = None) -> Path:
               for i, m in enumerate(PAPER_METHODS)]
         return torch.stack(ps).numpy(), z.float().numpy()
 
-    # -- speed: one face per round, alternating order; the outputs are kept for agreement -----------------
-    outs: dict[str, dict[int, tuple]] = {n: {} for n in names}
-    rounds = min(args.rounds, len(paths))
-    one = (gamma[:, :1].contiguous(), beta[:, :1].contiguous())  # the base LNs only: a bare forward
-
-    def face_call(n, i):
-        def run():
-            with torch.inference_mode():
-                z = engines[n](pixels[i:i + 1], gamma, beta)
-            outs[n][i] = heads(z)
-        return run
-
-    def bare(i):
-        def run():
-            with torch.inference_mode():
-                engines["torch-fp32"](pixels[i:i + 1], *one)
-        return run
-
-    variants = list(names) + ["1 bare fp32 forward"]
-    times = {v: [] for v in variants}
-    for r in range(-args.warmup, rounds):
-        i = max(r, 0)
-        order = variants if r % 2 == 0 else variants[::-1]
-        for v in order:
-            fn = bare(i) if v == variants[-1] else face_call(v, i)
-            t = time.perf_counter()
-            fn()
-            print(f"  {v}: {time.perf_counter() - t:.1f} s", flush=True)
-            if r >= 0:
-                times[v].append(time.perf_counter() - t)
-        print(f"round {r}: " + ", ".join(f"{v} {times[v][-1]:.1f}" for v in variants if r >= 0 and times[v]),
-              flush=True)
-    tm = common.Timings(times)
-
-    # -- agreement on every face ---------------------------------------------------------------------
-    # every face for the reference and the two fastest runtimes (the candidates to keep), a few for the rest
-    ranked = sorted((n for n in names if n != "torch-fp32"), key=tm.median)
-    n_faces = {}
-    for n in names:
-        fast = n == "torch-fp32" or (n in ranked[:2] and tm.ratio("torch-fp32", n) >= FAST)
-        n_faces[n] = len(paths) if fast else min(len(paths), max(args.slow_faces, rounds))
-    todo = sorted(set(range(len(paths))) - set(range(rounds)))
-    for n in names:
-        idx = [i for i in todo if i < n_faces[n]]
-        t = time.perf_counter()
+    def run_faces(engine, idx: list[int], into: dict) -> None:
         for s in range(0, len(idx), args.batch):
             chunk = idx[s:s + args.batch]
             with torch.inference_mode():
-                pf, z = heads(engines[n](pixels[chunk], gamma, beta))
+                pf, z = heads(engine(pixels[chunk], gamma, beta))
             for j, i in enumerate(chunk):
-                outs[n][i] = (pf[:, j:j + 1], z[:, j:j + 1])
-        print(f"agreement {n}: {len(idx)} more faces in {time.perf_counter() - t:.0f} s "
-              f"(load {common.load_average()})", flush=True)
+                into[i] = (pf[:, j:j + 1], z[:, j:j + 1])
 
-    def agreement(n):
-        common_idx = sorted(set(outs[n]) & set(outs["torch-fp32"]))
-        pf = np.concatenate([outs[n][i][0] for i in common_idx], axis=1)
-        rf = np.concatenate([outs["torch-fp32"][i][0] for i in common_idx], axis=1)
-        z = np.concatenate([outs[n][i][1] for i in common_idx], axis=1)
-        zr = np.concatenate([outs["torch-fp32"][i][1] for i in common_idx], axis=1)
-        cos = (z * zr).sum(-1) / (np.linalg.norm(z, axis=-1) * np.linalg.norm(zr, axis=-1))
-        dp = np.abs(pf - rf)
-        return len(common_idx), cos, dp
+    # The reference on every face first; then one runtime at a time (built, timed against fp32 in alternating
+    # rounds, checked, freed), so at most one extra copy of the ViT is in memory at any time.
+    outs: dict[str, dict[int, tuple]] = {"torch-fp32": {}}
+    t = time.perf_counter()
+    run_faces(ref, list(range(len(paths))), outs["torch-fp32"])
+    print(f"reference on {len(paths)} faces in {time.perf_counter() - t:.0f} s", flush=True)
+    rounds = min(args.rounds, len(paths))
+    one = (gamma[:, :1].contiguous(), beta[:, :1].contiguous())  # the base LNs only: a bare forward
+    pairs: dict[str, dict[str, list[float]]] = {}
+    builds: dict[str, tuple] = {"torch-fp32": (0.0, 0.0, 0.0, "")}
+    def report() -> Path:
+        """The results file as of now: written after each runtime, so a cut-short run still leaves its table."""
+        names = ["torch-fp32"] + list(pairs)  # noqa: F841 - the runtimes measured so far
+        fp_all = [x for p in pairs.values() for x in p["fp32"]]
+        bare_all = [x for p in pairs.values() for x in p["bare"]]
 
-    rows, agree_rows, verdicts = [], [], {}
-    for n in names:
-        cnt, cos, dp = agreement(n)
-        ok = cos.min() >= COS_MIN and dp.max() <= DP_MAX
-        verdicts[n] = ok
-        b_s, b_peak, b_steady, err = builds[n]
-        if n in EXPORTS and not EXPORTS[n].built:  # reused from --cache: the recorded cold build time
-            b_s = EXPORTS[n].meta.get("build_seconds") or b_s
-        rows.append([n, fmt(tm.median(n), 2), fmt(tm.ratio(n, "torch-fp32"), 3),
-                     fmt(tm.ratio(n, "1 bare fp32 forward"), 2), fmt(b_s, 0),
-                     fmt(b_peak, 0), fmt(b_steady, 0), str(cnt), f"{cos.min():.6f}",
-                     f"{dp.max():.4f}", "yes" if ok else "no"])
-        agree_rows.append([n, str(cnt)] + [f"{dp[i].max():.4f} / {dp[i].mean():.5f}" for i in range(len(PAPER_METHODS))]
-                          + [f"{cos.min():.6f} / {cos.mean():.6f}"])
-    for n, (b_s, _, _, err) in builds.items():
-        if err:
-            rows.append([n, "failed", "", "", fmt(b_s, 0), "", "", "", "", "", err])
-    bare_t = tm.median("1 bare fp32 forward")
-    body = [
-        f"Model: {args.model}{f' (first {args.layers} blocks only)' if args.layers else ''}, random weights; four methods ({', '.join(PAPER_METHODS)}) from checkpoints whose "
-        "LayerNorms and heads were moved off their init. LayerNorm gamma/beta are fp32 inputs of every runtime "
-        "and the heads run in torch fp32: only the frozen backbone differs.",
-        "",
-        f"Faces: {len(paths)}: every {args.every}. face of all of FF and CDFv2 + {args.dfdc} DFDC (`--dfdc {args.dfdc}`"
-        f"{f', --faces {args.faces}' if args.faces else ''}). Agreement on every face for torch-fp32 and the two fastest "
-        f"runtimes (if at least {FAST}x faster than fp32), on the first {args.slow_faces} for the others (column `faces`).",
-        "",
-        f"Speed: {rounds} alternating rounds after {args.warmup} warm-up, each round a different face; "
-        "`s / 4 methods` = median seconds for the four methods on one face; `vs fp32` = median per-round "
-        "ratio to torch-fp32 (same four methods); `vs 1 fwd` = the same against one bare fp32 forward "
-        f"(median {bare_t:.2f} s; goal <= {GOAL_FACE}). Memory: RSS added while building (peak) and after "
-        f"(steady), over the fp32 model already loaded ({rss_fp32:.0f} MB). Build = cold, from no cache.",
-        "",
-        table(["runtime", "s / 4 methods", "vs fp32", "vs 1 fwd", "build s", "build peak MB", "steady MB",
-               "faces", "min z_cls cos", "max abs dp", f"default bar (cos>={COS_MIN}, dp<={DP_MAX})"], rows),
-        "",
-        "## Agreement per method: max / mean |p_fake - p_fake(fp32)|, and z_cls cosine min / mean",
-        "",
-        table(["runtime", "faces"] + list(PAPER_METHODS) + ["z_cls cosine"], agree_rows),
-        "",
-        f"- process peak RSS: {PeakRss_max():.0f} MB; wall time of this run: {time.perf_counter() - t_start:.0f} s",
-        "",
-        "## Raw runs (s, in round order)",
-        "",
-        tm.raw(),
-    ]
-    return common.write_report(args.out, "CPU runtimes side by side", common.command_line("bench.bench_runtimes", argv),
-                               device, "\n".join(body))
+        class _Tm:  # the table's view of the paired rounds
+            def median(self, n):
+                return statistics.median(fp_all if n == "torch-fp32" else pairs[n]["rt"])
+
+            def ratio(self, n, to):
+                a = pairs[n]["rt"] if n != "torch-fp32" else fp_all
+                if to == "torch-fp32":
+                    return 1.0 if n == "torch-fp32" else statistics.median(x / y for x, y in zip(a, pairs[n]["fp32"]))
+                b = pairs[n]["bare"] if n != "torch-fp32" else bare_all
+                return statistics.median(x / y for x, y in zip(a, b))
+
+            def raw(self):
+                return "\n".join(f"- {n}: " + "; ".join(f"{v} " + ", ".join(f"{x:.2f}" for x in xs) for v, xs in p.items())
+                                 for n, p in pairs.items())
+        tm = _Tm()
+        tm.runs = {"1 bare fp32 forward": bare_all}
+
+        def agreement(n):
+            common_idx = sorted(set(outs[n]) & set(outs["torch-fp32"]))
+            pf = np.concatenate([outs[n][i][0] for i in common_idx], axis=1)
+            rf = np.concatenate([outs["torch-fp32"][i][0] for i in common_idx], axis=1)
+            z = np.concatenate([outs[n][i][1] for i in common_idx], axis=1)
+            zr = np.concatenate([outs["torch-fp32"][i][1] for i in common_idx], axis=1)
+            cos = (z * zr).sum(-1) / (np.linalg.norm(z, axis=-1) * np.linalg.norm(zr, axis=-1))
+            dp = np.abs(pf - rf)
+            return len(common_idx), cos, dp
+
+        rows, agree_rows, verdicts = [], [], {}
+        for n in names:
+            cnt, cos, dp = agreement(n)
+            ok = cos.min() >= COS_MIN and dp.max() <= DP_MAX
+            verdicts[n] = ok
+            b_s, b_peak, b_steady, err = builds[n]
+            if n in EXPORTS and not EXPORTS[n].built:  # reused from --cache: the recorded cold build time
+                b_s = EXPORTS[n].meta.get("build_seconds") or b_s
+            rows.append([n, fmt(tm.median(n), 2), fmt(tm.ratio(n, "torch-fp32"), 3),
+                         fmt(tm.ratio(n, "1 bare fp32 forward"), 2), fmt(b_s, 0),
+                         fmt(b_peak, 0), fmt(b_steady, 0), str(cnt), f"{cos.min():.6f}",
+                         f"{dp.max():.4f}", "yes" if ok else "no"])
+            agree_rows.append([n, str(cnt)] + [f"{dp[i].max():.4f} / {dp[i].mean():.5f}" for i in range(len(PAPER_METHODS))]
+                              + [f"{cos.min():.6f} / {cos.mean():.6f}"])
+        for n, (b_s, _, _, err) in builds.items():
+            if err:
+                rows.append([n, "failed", "", "", fmt(b_s, 0), "", "", "", "", "", err])
+        bare_t = statistics.median(bare_all)
+        body = [
+            f"Model: {args.model}{f' (first {args.layers} blocks only)' if args.layers else ''}, random weights; four methods ({', '.join(PAPER_METHODS)}) from checkpoints whose "
+            "LayerNorms and heads were moved off their init. LayerNorm gamma/beta are fp32 inputs of every runtime "
+            "and the heads run in torch fp32: only the frozen backbone differs.",
+            "",
+            f"Faces: {len(paths)}: every {args.every}. face of all of FF and CDFv2 + {args.dfdc} DFDC (`--dfdc {args.dfdc}`"
+            f"{f', --faces {args.faces}' if args.faces else ''}). Agreement on every face for torch-fp32 and the two fastest "
+            f"runtimes (if at least {FAST}x faster than fp32), on the first {args.slow_faces} for the others (column `faces`).",
+            "",
+            f"Speed: one runtime at a time (built, timed, checked, freed: at most one extra ViT in memory), "
+            f"{rounds} alternating rounds (runtime, torch-fp32, one bare fp32 forward; order flipped each round; each "
+            f"round a different face) after {args.warmup} warm-up; "
+            "`s / 4 methods` = median seconds for the four methods on one face; `vs fp32` = median per-round "
+            "ratio to torch-fp32 (same four methods, same rounds); `vs 1 fwd` = the same against one bare fp32 forward "
+            f"(median {bare_t:.2f} s; goal <= {GOAL_FACE}). Memory: RSS added while building (peak) and after "
+            f"(steady), over the fp32 model already loaded ({rss_fp32:.0f} MB). Build = cold, from no cache.",
+            "",
+            table(["runtime", "s / 4 methods", "vs fp32", "vs 1 fwd", "build s", "build peak MB", "steady MB",
+                   "faces", "min z_cls cos", "max abs dp", f"default bar (cos>={COS_MIN}, dp<={DP_MAX})"], rows),
+            "",
+            "## Agreement per method: max / mean |p_fake - p_fake(fp32)|, and z_cls cosine min / mean",
+            "",
+            table(["runtime", "faces"] + list(PAPER_METHODS) + ["z_cls cosine"], agree_rows),
+            "",
+            f"- process peak RSS: {PeakRss_max():.0f} MB; wall time of this run: {time.perf_counter() - t_start:.0f} s",
+            "",
+            "## Raw runs (s, in round order)",
+            "",
+            tm.raw(),
+        ]
+        return common.write_report(args.out, "CPU runtimes side by side", common.command_line("bench.bench_runtimes", argv),
+                                   device, "\n".join(body))
+
+
+    for n in names[1:]:
+        gc.collect()
+        t = time.perf_counter()
+        try:
+            with PeakRss() as mem:
+                engine = build(n, backbone, cache, (pixels[:1], gamma, beta), args.model)
+            builds[n] = (time.perf_counter() - t, mem.peak - mem.start, mem.end - mem.start, "")
+        except Exception as err:  # a runtime that cannot run here is a result, not a crash
+            builds[n] = (time.perf_counter() - t, None, None, f"{type(err).__name__}: {str(err)[:200]}")
+            print(f"{n}: {builds[n][3]}", flush=True)
+            continue
+        print(f"built {n} in {builds[n][0]:.0f} s (load {common.load_average()})", flush=True)
+        outs[n], pairs[n] = {}, {"rt": [], "fp32": [], "bare": []}
+        calls = {"rt": lambda i: outs[n].__setitem__(i, heads(engine(pixels[i:i + 1], gamma, beta))),
+                 "fp32": lambda i: ref(pixels[i:i + 1], gamma, beta), "bare": lambda i: ref(pixels[i:i + 1], *one)}
+        for r in range(-args.warmup, rounds):
+            i = max(r, 0)
+            for v in (list(calls) if r % 2 == 0 else list(calls)[::-1]):
+                t = time.perf_counter()
+                with torch.inference_mode():
+                    calls[v](i)
+                if r >= 0:
+                    pairs[n][v].append(time.perf_counter() - t)
+            print(f"  {n} round {r}: " + ", ".join(f"{v} {x[-1]:.1f}" for v, x in pairs[n].items() if x), flush=True)
+        fast = statistics.median(a / b for a, b in zip(pairs[n]["fp32"], pairs[n]["rt"])) >= FAST
+        limit = len(paths) if fast else min(len(paths), max(args.slow_faces, rounds))
+        t = time.perf_counter()
+        run_faces(engine, [i for i in range(rounds, limit)], outs[n])
+        print(f"agreement {n}: {len(outs[n])} faces ({time.perf_counter() - t:.0f} s, load {common.load_average()})",
+              flush=True)
+        del engine, calls
+        report()
+    return report()
 
 
 def PeakRss_max() -> float:

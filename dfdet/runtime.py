@@ -65,7 +65,8 @@ _register(RuntimeSpec(
     description="ONNX Runtime with int8 weights and dynamically quantised activations in the ViT's Linear "
                 "layers (onnxruntime.quantization); LayerNorms, attention scores and heads stay fp32.",
     artefact="onnx-int8",
-    agreement="not measured yet",
+    agreement="z_cls cosine >= 0.99978 but max |dp_fake| 0.025 (linear probe; LN-tuning 0.008, Norm methods "
+              "<= 0.0004) on 8 FF/CDFv2 faces, 1.7x faster than fp32",
     default_ok=False,
 ))
 

@@ -71,13 +71,14 @@ def test_an_overloaded_queue_refuses_at_once_with_a_message(loaded, monkeypatch)
     served, _ = loaded
     assert served.app._queue.max_size == QUEUE  # the bound is the app's setting
     entered, release = threading.Event(), threading.Event()
-    real = served.session.analyse_sample
+    store = served.session.compare.store  # the handler asks the store for the model on every call
+    real = store.require_bank
 
     def held(*args, **kwargs):
         entered.set()
         release.wait(120)
         return real(*args, **kwargs)
-    monkeypatch.setattr(served.session, "analyse_sample", held)
+    monkeypatch.setattr(store, "require_bank", held)
     first = httpx.post(f"{served.app.local_url}gradio_api/call/predict_sample", json={"data": ["samples", 0]})
     assert first.status_code == 200 and entered.wait(120)
     over = overload(served.app.local_url, 24, after_posting=release.set)

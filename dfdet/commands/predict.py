@@ -56,8 +56,9 @@ def run(args) -> int:
     from ..runtime import describe, resolve_runtime
     cfg = backbone_from_args(args)
     runtime = resolve_runtime(args.runtime, device, cfg.model)
+    clip = load_clip(cfg, device)  # a failure here is one line; the runtime line follows a loaded backbone
     print(describe(runtime), file=sys.stderr)
-    bank = DetectorBank(load_clip(cfg, device), args.checkpoints, args.methods or None, device, runtime=runtime,
+    bank = DetectorBank(clip, args.checkpoints, args.methods or None, device, runtime=runtime,
                         progress=lambda msg: print(msg, file=sys.stderr))
     if not bank.ready:
         for n, e in bank.entries.items():

@@ -81,7 +81,8 @@ def stream_video_scores(bank: DetectorBank, path: str | Path, n_frames: int = 16
         if not pending and not finished:
             continue
         if finished and not faces and not pending:
-            raise DataError(f"{Path(path).name}: no face found in any of the {seen} sampled frames")
+            raise DataError(f"{Path(path).name}: no face found in any of the {seen} sampled frames"
+                            + (f" ({plan_note})" if plan_note else ""))
         if pending:
             t = time.perf_counter()
             with lock if lock is not None else contextlib.nullcontext():

@@ -10,16 +10,7 @@ from dfdet.cli import main
 from dfdet.hub.space import GEND_REPO, PAPER_REPO
 from dfdet.viz.session import AppConfig, Session
 from test_app_helpers import make_synthetic_run
-from test_hub_remote import LocalHub, trained_checkpoint
-
-
-@pytest.fixture()
-def hub(tmp_path, monkeypatch):
-    root = tmp_path / "hub"
-    root.mkdir()
-    cls = type("Hub", (LocalHub,), {"root": root, "calls": []})
-    monkeypatch.setattr(huggingface_hub, "HfApi", cls)
-    return cls
+from test_hub_remote import hub, trained_checkpoint  # noqa: F401 - hub: the folder-backed Hub fixture
 
 
 def test_push_of_a_run_folder_then_the_app_shows_it_with_pulled_checkpoints(tmp_path, tiny_clip, tiny_cfg, hub,

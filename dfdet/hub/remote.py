@@ -92,13 +92,18 @@ def _validate(folder: Path) -> dict:
     return meta
 
 
+def check_repo_id(repo_id: str) -> None:
+    """Refuse anything but OWNER/NAME before a push stages files."""
+    if not _REPO_ID.match(repo_id):
+        raise HubError(f"{repo_id!r} is not a Hub repository id; expected OWNER/NAME")
+
+
 def push(folder: str | Path, repo_id: str, *, private: bool | None = None, token: str | None = None,
          revision: str | None = None, message: str | None = None) -> str:
     """Upload a checkpoint folder with a generated model card; returns the commit URL."""
     folder = Path(folder)
     meta = _validate(folder)
-    if not _REPO_ID.match(repo_id):
-        raise HubError(f"{repo_id!r} is not a Hub repository id; expected OWNER/NAME")
+    check_repo_id(repo_id)
     with tempfile.TemporaryDirectory(prefix="dfdet-push-") as stage:
         stage = Path(stage)
         for name in (WEIGHTS_FILE, META_FILE, BACKBONE_FILE):

@@ -130,11 +130,10 @@ def push_run(folder: str | Path, repo_id: str, *, private: bool | None = None, t
              message: str | None = None) -> str:
     """Publish a run folder (what the dashboard reads) to a Hub repo; returns the commit URL."""
     from ..artifacts import load_run
-    from .remote import _REPO_ID, _api
+    from .remote import _api, check_repo_id
     folder = Path(folder)
     run = load_run(folder)
-    if not _REPO_ID.match(repo_id):
-        raise HubError(f"{repo_id!r} is not a Hub repository id; expected OWNER/NAME")
+    check_repo_id(repo_id)
     with tempfile.TemporaryDirectory(prefix="dfdet-push-run-") as stage:
         stage = Path(stage)
         for name in RUN_FILES:

@@ -103,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupted) if in_main else None
     try:
-        return int(args._run(args) or 0)
+        rc = int(args._run(args) or 0)
+        if rc == 0:
+            from .distributed import finish
+            finish()  # under torchrun: all ranks leave the process group together
+        return rc
     except DfdetError as err:
         print(f"dfdet {args.command}: error: {err}", file=sys.stderr)
         return 2

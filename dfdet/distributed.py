@@ -77,6 +77,18 @@ def _shutdown() -> None:
         dist.destroy_process_group()
 
 
+def finish() -> None:
+    """End a successful run: every rank waits for the others, then leaves the group together.
+
+    A rank that tears gloo down while its peer is still in a collective or still tearing down can
+    abort at exit ("terminate called without an active exception") after its work is written.
+    """
+    if dist.is_available() and dist.is_initialized():
+        if world().size > 1:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 def barrier() -> None:
     if world().size > 1:
         dist.barrier()

@@ -173,3 +173,14 @@ def test_a_killed_rank_fails_the_run_with_a_message(dfdc_manifest, tmp_path):
     assert re.search(r"rank\s*:\s*1 \(local_rank.*\n\s*exitcode\s*:\s*-9", err) and "SIGKILL" in err, err[-3000:]
     assert "another process of this job died or stopped answering" in err or "interrupted" in err, err[-3000:]
     assert (out / "resume.safetensors").is_file() and not (out / "model.safetensors").exists()
+
+
+def test_a_finished_run_leaves_the_process_group(tmp_path):
+    """A successful command ends with every rank leaving the group (barrier, then destroy), so no rank
+    tears gloo down under a peer still using it."""
+    import torch.distributed as dist
+    from dfdet import distributed
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    distributed.finish()
+    assert not dist.is_initialized()
+    distributed.finish()  # idempotent: a plain process has no group to leave

@@ -119,3 +119,36 @@ def test_a_forced_retrain_killed_midway_leaves_the_old_checkpoint_whole(dfdc_man
     assert read_meta(out)["config"]["seed"] == 7 and "seed: 7" in (out / "config.yaml").read_text()
     assert len((out / "train_log.jsonl").read_text().splitlines()) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lp"]  # no staging or old folder left behind
+
+
+def test_the_text_trainer_replaces_a_finished_checkpoint_only_with_force_and_whole(dfdc_manifest, tmp_path,
+                                                                                   monkeypatch):
+    """The text-guided trainer stages a forced retrain like the paper trainer (its helper, not a copy): without
+    --force it refuses; killed midway, the old checkpoint keeps its own config and log; finished, it swaps in."""
+    from dfdet.text import TextTrainConfig, train as text_train
+    m, root = dfdc_manifest
+    df = pd.read_csv(m)
+    m = write_manifest(df.groupby(["split", "label"]).head(4), tmp_path / "small.csv")  # 4 faces per class and split
+
+    def text_cfg(**kw) -> TextTrainConfig:
+        return TextTrainConfig(method="textguided_1desc", backbone=BackboneConfig(model="dfdet-tiny-vit",
+                               pretrained=None), manifest=str(m), data_root=str(root), batch_size=4, epochs=1,
+                               max_steps=1, grad_accum=1, warmup_steps=1, device="cpu", out=str(tmp_path / "ck" / "tg"), **kw)
+    out = text_train.train_textguided(text_cfg())
+    before = snapshot(out)
+    r = run_cli(["train", "--method", "textguided_1desc", "--manifest", str(m), "--data-root", str(root),
+                 "--max-steps", "1", "--seed", "7", "--out", str(out), *TINY_ARGS])
+    assert r.rc != 0 and not r.crashed and "already holds a finished checkpoint; pass --force" in r.err, r.text
+    assert snapshot(out) == before
+    validate = text_train.validate
+
+    def killed(*args, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(text_train, "validate", killed)  # after the first training step, before any checkpoint
+    with pytest.raises(KeyboardInterrupt):
+        text_train.train_textguided(text_cfg(seed=7, force=True))
+    assert snapshot(out) == before
+    monkeypatch.setattr(text_train, "validate", validate)
+    assert text_train.train_textguided(text_cfg(seed=7, force=True)) == out
+    assert read_meta(out)["config"]["seed"] == 7 and "seed: 7" in (out / "config.yaml").read_text()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tg"]  # no staging or old folder left behind

@@ -2,7 +2,8 @@
 
 Output, like the LN trainer's: `out/` is a dfdet checkpoint (model.safetensors with every trained
 tensor, named as in TextDetector, + dfdet.json with the descriptions used) plus config.yaml and
-train_log.jsonl. The checkpoint holds whole encoders: for ViT-L/14 about 1.7 GB in fp32 (0.85 GB
+train_log.jsonl. A finished checkpoint in `out/` is replaced only with --force, and then whole (the paper
+trainer's staging: dfdet.train.staging_folder / swap_in). The checkpoint holds whole encoders: for ViT-L/14 about 1.7 GB in fp32 (0.85 GB
 with checkpoint_dtype="bf16"), against 0.4 MB for an LN-tuning checkpoint.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..checkpoint import file_sha256, save_checkpoint
 from ..config import BackboneConfig, to_dict
 from ..data.dataset import FaceDataset
 from ..errors import DataError
+from ..fileio import atomic_write, remove_stale_temp_files
 from ..methods import get_method
 from ..metrics import binary_metrics
 from .descriptions import load_descriptions
@@ -66,6 +68,7 @@ class TextTrainConfig:
     checkpoint_dtype: str = "fp32"  # "fp32" or "bf16": bf16 halves the ~1.7 GB ViT-L/14 checkpoint
     device: str = "auto"  # "auto", "cpu", "cuda"
     out: str = "checkpoints/textguided_1desc"  # output folder: checkpoint, resolved config, training log
+    force: bool = False  # replace a finished checkpoint in `out` (trained in a staging folder, swapped in at the end)
 
 
 class PairDataset(torch.utils.data.Dataset):
@@ -131,7 +134,7 @@ def _class_rows(faces: FaceDataset) -> tuple[list[int], list[int]]:
 
 def train_textguided(cfg: TextTrainConfig) -> Path:
     """Fine-tune cfg.method's CLIP encoders; keep the epoch with the lowest validation loss."""
-    from ..train import autocast, load_splits, pick_device, seed_everything
+    from ..train import autocast, load_splits, pick_device, seed_everything, staging_folder, swap_in
     spec = get_method(cfg.method)
     if spec.family != "text" or not spec.trainable:
         raise DataError(f"{spec.name} is not a trainable text method; text-guided methods: "
@@ -140,6 +143,7 @@ def train_textguided(cfg: TextTrainConfig) -> Path:
         raise DataError(f"epochs and batch_size must be at least 1 (got {cfg.epochs}, {cfg.batch_size})")
     if cfg.checkpoint_dtype not in ("fp32", "bf16"):
         raise DataError(f"checkpoint_dtype must be fp32 or bf16, not {cfg.checkpoint_dtype!r}")
+    out = staging_folder(Path(cfg.out), cfg.force)  # before any work: a refusal costs nothing
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     descriptions = load_descriptions(cfg.descriptions)
@@ -174,9 +178,9 @@ def train_textguided(cfg: TextTrainConfig) -> Path:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
 
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    out.mkdir(parents=True, exist_ok=True)  # cfg.out, or its staging folder when a finished checkpoint is replaced
+    remove_stale_temp_files(out)  # left by a run killed mid-write (SIGKILL: no cleanup ran)
+    atomic_write(out / "config.yaml", lambda p: Path(p).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False)))
     log_path = out / "train_log.jsonl"
     log_path.write_text("")
     val_losses: list[float] = []
@@ -235,7 +239,8 @@ def train_textguided(cfg: TextTrainConfig) -> Path:
             "descriptions": descriptions.to_dict(), "val_metrics": best_val, "best_epoch": best_epoch,
             "steps": step, "trainable_params": n_trainable, "checkpoint_dtype": cfg.checkpoint_dtype,
             "train_seconds": round(time.time() - t_start, 1)}
-    return save_checkpoint(out, tensors, meta)
+    save_checkpoint(out, tensors, meta)
+    return swap_in(out, Path(cfg.out))
 
 
 def _text_trainable() -> list[str]:

@@ -75,10 +75,11 @@ PERTURBATIONS: tuple[Perturbation, ...] = (
 
 @dataclass
 class Frame:
-    """The original frame of a face and its 68 landmarks: crops are then re-aligned from it."""
+    """The original frame of a face and its 68 landmarks: looser crops are then re-aligned from it,
+    with real background instead of a black border."""
     rgb: np.ndarray  # H x W x 3 uint8
-    landmarks: np.ndarray  # 68 x 2 (x, y)
-    scale: float = 1.3  # the alignment scale the face crop was made with
+    landmarks: np.ndarray  # 68 x 2 (x, y) in rgb's pixels
+    align: object = None  # the dfdet.data.faces.AlignConfig the face crop was made with (None: the default)
 
 
 def perturbed(face: Image.Image, frame: Frame | None = None) -> dict[str, Image.Image]:
@@ -87,12 +88,20 @@ def perturbed(face: Image.Image, frame: Frame | None = None) -> dict[str, Image.
     out = {"original": face}
     for p in PERTURBATIONS:
         if p.family == "crop" and frame is not None:
-            from .data.faces import AlignConfig, FaceAligner
-            aligner = FaceAligner(AlignConfig(size=face.size[0], scale=frame.scale * p.strength))
-            out[p.name] = Image.fromarray(aligner.align(frame.rgb, frame.landmarks))
+            out[p.name] = realign(face, frame, p.strength)
         else:
             out[p.name] = p.apply(face)
     return out
+
+
+def realign(face: Image.Image, frame: Frame, s: float) -> Image.Image:
+    """The crop the same alignment gives with an s times looser template, cut from the frame."""
+    from dataclasses import replace
+
+    from .data.faces import AlignConfig, FaceAligner
+    cfg = frame.align or AlignConfig()
+    aligner = FaceAligner(replace(cfg, size=face.size[0], scale=cfg.scale * s))
+    return Image.fromarray(aligner.align(frame.rgb, frame.landmarks))
 
 
 def _thresholds(bank, names: list[str]) -> dict[str, float]:

@@ -91,3 +91,18 @@ def test_errors_mistakes_with_their_map_are_cached(session):
     assert over.size == (224, 224) and list(over.getdata()) != list(face.resize((224, 224)).getdata())
     assert len(list((run / "explain" / "gradcam" / "ln_tuning").glob("1-*.npy"))) == 1
     assert s.explain.with_map("r", "zeroshot_1desc", 1, face) is face  # no patch-grid map: the face as it is
+
+
+def test_probe_of_an_uploaded_photo_realigns_its_looser_crops(session, tmp_path, shared):
+    import numpy as np
+    from PIL import Image
+    s, _ = session
+    face = Image.open(next((shared / "datasets" / "DFDC" / "real").glob("*/*"))).convert("RGB")
+    canvas = Image.new("RGB", (3 * face.size[0], 3 * face.size[1]), (128, 120, 110))
+    canvas.paste(face, face.size)
+    canvas.save(tmp_path / "photo.png")
+    v = s.explain.probe(None, None, str(tmp_path / "photo.png"))
+    assert "uploaded photo" in v.note and "re-aligned from the photo" in v.note
+    v = s.explain.probe("run:r", 0)
+    assert "black border" in v.note  # a run row is a crop: no frame to re-align from
+    assert np.isfinite([y for t in v.figure.data for y in (t.y or []) if y is not None]).all()

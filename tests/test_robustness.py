@@ -75,3 +75,31 @@ def test_cli_robustness_over_a_run(tiny_clip, tmp_path, shared, capsys):
     assert {"jpeg30", "crop1.5", "any"} <= set(summary.columns)
     probe = pd.read_csv(run / "robustness" / "probe.csv")
     assert len(probe) == len(summary) * 4 * (1 + len(PERTURBATIONS))
+
+
+@pytest.fixture(scope="module")
+def photo(shared) -> np.ndarray:
+    """A real face in the middle of a larger photo with a textured, never-black background."""
+    face = Image.open(next((shared / "datasets" / "DFDC" / "real").glob("*/*"))).convert("RGB")
+    rng = np.random.default_rng(0)
+    canvas = rng.integers(90, 170, (3 * face.size[1], 3 * face.size[0], 3), dtype=np.uint8)
+    canvas[face.size[1]:2 * face.size[1], face.size[0]:2 * face.size[0]] = np.asarray(face)
+    return canvas
+
+
+def test_looser_crops_are_realigned_from_the_original_frame(photo):
+    from dfdet.data.faces import FaceAligner
+    from dfdet.robustness import Frame
+    res = FaceAligner()(photo)
+    assert res.crops, res.message
+    face = res.crops[0]
+    framed = perturbed(face, Frame(photo, res.landmarks[0]))
+    bare = perturbed(face)
+    for key in ("crop1.1", "crop1.5"):
+        assert framed[key].size == face.size
+        edge = np.asarray(framed[key])[:8].astype(float)
+        assert edge.mean() > 60  # real background from the photo ...
+        assert np.asarray(bare[key])[:8].max() == 0  # ... where the crop alone can only add a black border
+    # the looser template shows more of the photo: the face shrinks towards the centre
+    ink = {k: (np.abs(np.asarray(framed[k], dtype=float) - np.asarray(face, dtype=float)).mean()) for k in ("crop1.1", "crop1.5")}
+    assert 0 < ink["crop1.1"] < ink["crop1.5"]

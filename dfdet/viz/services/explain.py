@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from ...errors import DataError
@@ -16,7 +17,7 @@ from ...explain.cache import MapCache
 from ...explain.saliency import KINDS
 from ...explain.service import curves_figure, explain_face, gallery
 from ...images import open_image
-from ...robustness import probe_faces, probe_figure, unstable
+from ...robustness import Frame, probe_faces, probe_figure, unstable
 from ..media import check_upload
 from ..store import SAMPLES, Store, md_escape
 
@@ -51,17 +52,26 @@ class ExplainService:
 
     def face(self, source: str | None, row, upload: str | Path | None = None) -> tuple[Image.Image, str, tuple]:
         """(face, what it is, cache key or ()) for an uploaded photo, else a row of a run / the samples."""
+        face, what, key, _ = self._face(source, row, upload)
+        return face, what, key
+
+    def _face(self, source, row, upload=None) -> tuple[Image.Image, str, tuple, Frame | None]:
+        """face() plus, for an uploaded photo, the frame and landmarks its crop was aligned from."""
         if upload:
             image = open_image(check_upload(upload, "image"))
             res = self.store.align(image)
-            return (res.crop or image), f"uploaded photo `{md_escape(Path(str(upload)).name)}`", ()
+            what = f"uploaded photo `{md_escape(Path(str(upload)).name)}`"
+            if not res.crops:
+                return image, what, (), None
+            frame = Frame(np.asarray(image.convert("RGB")), res.landmarks[0], self.store.face_aligner().cfg)
+            return res.crops[0], what, (), frame
         if row is None or row == "":
             raise DataError("pick a face first: a row (accordion above) or an uploaded photo")
         source = source or SAMPLES
         face, rec = self.store.face(source, row)
         key = (self.store.run(source[4:]).folder, int(float(row))) if source.startswith("run:") else ()
         where = "sample faces" if source == SAMPLES else f"run {source[4:]}"
-        return face, f"row {int(float(row))} of {md_escape(where)}: `{md_escape(rec['path'])}`", key
+        return face, f"row {int(float(row))} of {md_escape(where)}: `{md_escape(rec['path'])}`", key, None
 
     def maps(self, source: str | None, row, upload=None, kind: str = "gradcam",
              diff: tuple[str | None, str | None] = (None, None)) -> MapsView:
@@ -84,15 +94,17 @@ class ExplainService:
 
     def probe(self, source: str | None, row, upload=None) -> ProbeView:
         bank = self.store.require_bank()
-        face, what, _ = self.face(source, row, upload)
+        face, what, _, frame = self._face(source, row, upload)
         with self.store.model_lock:
-            table = probe_faces(bank, [face])
+            table = probe_faces(bank, [face], frames=[frame])
         labels = {n: bank.entries[n].label for n in table["method"].unique()}
         flags = unstable(table)
         bad = [labels[m] for (_, m), v in flags.items() if v]
         verdict = (f"**unstable** for {md_escape(', '.join(bad))}: a perturbation flips the verdict at the "
                    "method's threshold" if bad else "stable: no perturbation flips any method's verdict")
-        return ProbeView(probe_figure(table, labels, bank.demo), f"Robustness of {what}: {verdict}.")
+        crops = ("looser crops re-aligned from the photo" if frame is not None else
+                 "looser crops zoomed out with a black border (no original frame for this face)")
+        return ProbeView(probe_figure(table, labels, bank.demo), f"Robustness of {what}: {verdict}; {crops}.")
 
     def calibration(self, run_name: str, datasets: list[str] | None, level: str = "frame") -> CalibrationView:
         """Reliability diagram and, per method x dataset, the validation threshold and how it fares here."""

@@ -55,6 +55,8 @@ PUBLISHED: tuple[tuple[str, float | None], ...] = (
 class SelfCheck:
     rows: list[dict]  # path, published, dfdet, diff, ok (None where nothing to compare)
     tolerance: float
+    runtime: str = "torch-fp32"  # who ran the frozen backbone (dfdet.runtime) for the dfdet column
+    vs_fp32: dict | None = None  # another runtime: its z_cls cosine (min) and max |dp_fake| against torch-fp32 here
 
     @property
     def compared(self) -> int:
@@ -73,7 +75,10 @@ class SelfCheck:
             lines.append(f"{r['path']:<45} {pub:>9} {r['dfdet']:>7.4f} {diff:>7}  {ok}")
         worst = max((abs(r["diff"]) for r in self.rows if r["diff"] is not None), default=float("nan"))
         lines.append(f"{'PASS' if self.passed else 'FAIL'}: {self.compared} of {len(self.rows)} images compared, "
-                     f"largest |diff| {worst:.4f}, tolerance {self.tolerance}")
+                     f"largest |diff| {worst:.4f}, tolerance {self.tolerance}, runtime {self.runtime}")
+        if self.vs_fp32:
+            lines.append(f"{self.runtime} vs torch-fp32 on these {len(self.rows)} images: z_cls cosine min "
+                         f"{self.vs_fp32['cos_min']:.6f}, max |dp_fake| {self.vs_fp32['dp_max']:.4f}")
         return "\n".join(lines)
 
 
@@ -90,7 +95,10 @@ def _checkpoint_folder(checkpoint: Path, tmp: Path) -> Path:
 
 
 def run_selfcheck(checkpoint: str | Path, data_root: str | Path, device: str = "cpu", precision: str = "fp32",
-                  expected=PUBLISHED, tolerance: float = TOLERANCE) -> SelfCheck:
+                  expected=PUBLISHED, tolerance: float = TOLERANCE, runtime: str = "torch-fp32",
+                  progress=None) -> SelfCheck:
+    """runtime: who runs the frozen backbone (dfdet.runtime; "auto" as in predict). Another runtime than
+    torch-fp32 scores the dfdet column, and is also compared with torch-fp32 on the same crops."""
     from .checkpoint import apply_overlay, load_tensors, read_meta
     from .hub.imported import load_imported_backbone
     from .images import open_image
@@ -108,12 +116,41 @@ def run_selfcheck(checkpoint: str | Path, data_root: str | Path, device: str = "
         det = build_model(clip, read_meta(folder)["method"])
         apply_overlay(det, load_tensors(folder), folder)
     det = det.to(device).eval()
+    from .runtime import resolve_runtime
+    runtime = resolve_runtime(runtime, device, clip.config.model)
+    if runtime != "torch-fp32" and precision != "fp32":
+        raise DataError(f"--precision {precision} is PyTorch autocast; it does not combine with --runtime {runtime}")
     x = torch.stack([clip.preprocess(open_image(data_root / p)) for p, _ in expected]).to(device)
     with torch.no_grad(), torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        p_fake = torch.softmax(det(x).float(), dim=-1)[:, 1].cpu().tolist()
+        z_ref = det.backbone(x).float()
+        p_fake = _p_fake(det, z_ref)
+    vs_fp32 = None
+    if runtime != "torch-fp32":
+        p_fake, vs_fp32 = _on_runtime(det, x, runtime, clip.config.model, checkpoint, z_ref, p_fake, progress)
+    p_fake = p_fake.cpu().tolist()
     rows = []
     for (path, pub), ours in zip(expected, p_fake):
         diff = None if pub is None else ours - pub
         rows.append({"path": path, "published": pub, "dfdet": ours, "diff": diff,
                      "ok": None if pub is None else abs(diff) <= tolerance})
-    return SelfCheck(rows=rows, tolerance=tolerance)
+    return SelfCheck(rows=rows, tolerance=tolerance, runtime=runtime, vs_fp32=vs_fp32)
+
+
+def _p_fake(det, z: torch.Tensor) -> torch.Tensor:
+    feats = torch.nn.functional.normalize(z, dim=-1) if det.spec.normalize else z
+    return torch.softmax(det.classify(feats.to(det.head.weight.dtype)).float(), dim=-1)[:, 1]
+
+
+@torch.no_grad()
+def _on_runtime(det, x, runtime: str, model: str, checkpoint: Path, z_ref, p_ref, progress):
+    """p_fake of the crops with the backbone on `runtime` (its artefact cached beside the checkpoint), and
+    how far that is from torch-fp32 here."""
+    from .multi_ln import stacked_tensors
+    from .runtime import build_engine, cache_dir
+    folder = cache_dir(str(checkpoint if checkpoint.is_file() else checkpoint / "model.safetensors"))
+    engine = build_engine(runtime, det.backbone, model_name=model, folder=folder, progress=progress)
+    gamma, beta = stacked_tensors(det.backbone, [{}])  # the checkpoint's LayerNorms, applied above
+    z = engine(x, gamma, beta)[0].float()
+    p = _p_fake(det, z)
+    cos = torch.nn.functional.cosine_similarity(z, z_ref, dim=-1)
+    return p, {"cos_min": cos.min().item(), "dp_max": (p - p_ref).abs().max().item()}

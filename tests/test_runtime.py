@@ -3,6 +3,7 @@ and DetectorBank / predict / evaluate use it with the LayerNorm overlays and hea
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +132,84 @@ def test_predict_cli_with_runtime(setup, monkeypatch, capsys):
     out = capsys.readouterr()
     assert "ONNX Runtime int8" in out.err and "agreement" in out.err
     assert out.out.count("meaningless") == 1 and "LN-tuning" in out.out
+
+
+# -- the runtime benchmarks, at tiny sizes on the artefact built above (no export of their own) --------------
+def _smoke_table(text: str, name: str, cols: int) -> list[str]:
+    from test_bench_smoke import table_rows
+    rows = [r for r in table_rows(text, name) if len(r) == cols]
+    assert len(rows) == 1, (name, cols, rows)
+    return rows[0]
+
+
+def test_bench_runtimes_smoke(setup, tmp_path):
+    """Speed, memory and agreement columns for each runtime, agreement computed on the faces it says."""
+    from bench import bench_runtimes
+    from test_bench_smoke import check_header, number
+    out = bench_runtimes.main(["--model", "dfdet-tiny-vit", "--runtimes", "torch-fp32", "onnx-int8", "torch-int8",
+                               "--dfdc", "2", "--faces", "5", "--rounds", "1", "--warmup", "0", "--slow-faces", "5",
+                               "--cache", str(setup["cache"]), "--out", str(tmp_path / "rt.md")])
+    text = Path(out).read_text()
+    check_header(text, "bench_runtimes")
+    for name in ("torch-fp32", "onnx-int8", "torch-int8"):
+        row = _smoke_table(text, name, 11)  # runtime, s, vs fp32, vs 1 fwd, build, peak, steady, faces, cos, dp, bar
+        assert all(np.isfinite(number(c)) for c in row[1:10]) and number(row[1]) > 0 and number(row[3]) > 0
+        assert row[7] == "5" and row[10] in ("yes", "no")
+        per_method = _smoke_table(text, name, 7)  # runtime, faces, 4 x "max / mean", "min / mean" cosine
+        pairs = [tuple(float(x) for x in c.split(" / ")) for c in per_method[2:]]
+        assert per_method[1] == "5" and all(lo <= hi + 1e-9 for hi, lo in pairs[:4])  # mean <= max
+        assert pairs[4][0] <= pairs[4][1] <= 1.0 + 1e-6 and number(row[8]) == pairs[4][0]
+        if name == "torch-fp32":
+            assert number(row[8]) == 1.0 and number(row[9]) == 0.0 and row[10] == "yes"
+        else:  # really computed against fp32: close, not identical
+            assert COS_MIN <= number(row[8]) < 1.0 and number(row[9]) <= 5 * DP_MAX
+    assert "onnx-int8: rt " in text and "torch-int8: rt " in text  # the raw rounds
+
+
+def test_bench_runtime_agreement_smoke(setup, tmp_path):
+    """Stage 1 (with the reference, every face) and stage 2 (a prefix, backbone freed), stratified over datasets."""
+    from bench import bench_runtime_agreement as ba
+    from test_bench_smoke import check_header, number
+    out = ba.main(["--model", "dfdet-tiny-vit", "--runtimes", "torch-int8", "--subset-runtimes", "onnx-int8",
+                   "--subset", "3", "--dfdc", "2", "--faces", "5", "--batch", "2", "--cache", str(setup["cache"]),
+                   "--out", str(tmp_path / "agree.md")])
+    text = Path(out).read_text()
+    check_header(text, "bench_runtime_agreement")
+    covers = {"torch-fp32": ("5", "FF 2, CDFv2 2, DFDC 1"), "torch-int8": ("5", "FF 2, CDFv2 2, DFDC 1"),
+              "onnx-int8": ("3", "FF 1, CDFv2 1, DFDC 1")}
+    for name, (n, per_ds) in covers.items():
+        row = _smoke_table(text, name, 8)  # runtime, faces, per dataset, min/mean cos, max/mean dp, bar
+        assert (row[1], row[2]) == (n, per_ds)
+        cos_min, cos_mean, dp_max, dp_mean = (number(c) for c in row[3:7])
+        assert cos_min <= cos_mean and dp_mean <= dp_max
+        if name == "torch-fp32":
+            assert (cos_min, dp_max, row[7]) == (1.0, 0.0, "yes")
+        else:
+            assert COS_MIN <= cos_min < 1.0 and dp_max <= 5 * DP_MAX
+            for ds in ("FF", "CDFv2", "DFDC"):  # the per-dataset table
+                assert [r for r in __import__("test_bench_smoke").table_rows(text, name) if r[1:2] == [ds]]
+    assert "with the torch backbone freed" in text
+
+
+def test_bench_video_cpu_smoke(setup, tmp_path, monkeypatch):
+    """Every variant timed, goals judged, the streamed video's stages and first-score times recorded."""
+    from bench import bench_video_cpu
+    from test_bench_smoke import check_header, number, table_rows
+    monkeypatch.setattr(rt, "cache_dir", rt.cache_dir)  # the bench replaces it for --cache: undone at teardown
+    out = bench_video_cpu.main(["--model", "dfdet-tiny-vit", "--runtime", "onnx-int8", "--frames", "2", "--rounds", "1",
+                                "--no-fp32-video", "--cache", str(setup["cache"]), "--out", str(tmp_path / "v.md")])
+    text = Path(out).read_text()
+    check_header(text, "bench_video_cpu")
+    for name in ("1 bare fp32 forward", "4 methods, one face (onnx-int8)", "video, streamed + overlap",
+                 "video, streamed, sequential"):
+        (row,) = table_rows(text, name)
+        assert number(row[1]) > 0 and number(row[2]) > 0
+    assert number(table_rows(text, "1 bare fp32 forward")[0][2]) == 1.0
+    for goal in ("four methods on one face", "16-frame video end to end (best streamed variant)",
+                 "first score on screen (overlap)", "first score on screen (sequential)"):
+        (row,) = table_rows(text, goal)
+        assert number(row[1]) > 0 and row[3] in ("met", "MISSED")
+    for variant in ("overlap", "sequential"):
+        (row,) = table_rows(text, variant)
+        assert all(number(c) >= 0 for c in row[1:]) and number(row[-1]) >= number(row[5]) > 0  # total >= first
+        assert re.search(rf"- first score, {variant}: \d+\.\d\d", text)

@@ -14,11 +14,14 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="fp32, or bf16 autocast like the reference's inference.py")
+    from ..runtime import add_runtime_arg
+    add_runtime_arg(p)
     p.add_argument("--tolerance", type=float, default=TOLERANCE, help="largest accepted |diff| of p(fake)")
 
 
 def run(args) -> int:
     from ..data.manifest import shared_dir
+    from ..runtime import describe
     from ..selfcheck import CHECKPOINT_URL, CKPT_ENV, SOURCE, run_selfcheck
     if not args.checkpoint:
         print("dfdet selfcheck needs the paper's released checkpoint, which is not here.\n"
@@ -29,7 +32,8 @@ def run(args) -> int:
         return 2
     data_root = args.data_root or shared_dir() / "datasets"
     result = run_selfcheck(args.checkpoint, data_root, device=args.device, precision=args.precision,
-                           tolerance=args.tolerance)
+                           tolerance=args.tolerance, runtime=args.runtime, progress=print)
+    print(describe(result.runtime))
     print(f"published values: {SOURCE}")
     print(result.table())
     return 0 if result.passed else 1

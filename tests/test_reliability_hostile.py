@@ -449,3 +449,74 @@ def test_csv_exports_do_not_pile_up(tmp_path):
     os.utime(old, (time.time() - EXPORT_KEEP_S - 5,) * 2)
     new = table_csv(table, False, folder=tmp_path)
     assert new.is_file() and not old.exists()
+
+
+# ------------------------------------------------------------------------------ big photos, hollow photos
+def hollow_jpeg(path: Path, side: int = 6000) -> Path:
+    """A 7 KB JPEG whose header declares side x side pixels: a 64x64 picture with its size patched, padded with
+    a comment. The decoder would fill the missing picture with grey, at full size."""
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (120, 50, 60)).save(buf, "JPEG", quality=90)
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = side.to_bytes(2, "big") * 2  # height, width
+    pad = 7000 - len(data)
+    path.write_bytes(bytes(data[:2]) + b"\xff\xfe" + (pad + 2).to_bytes(2, "big") + b"x" * pad + bytes(data[2:]))
+    return path
+
+
+def pillow_allocated(reset: bool = False) -> int:
+    """Bytes of image memory Pillow allocated since the last reset (its own allocator, unseen by tracemalloc)."""
+    if reset:
+        Image.core.reset_stats()
+    return Image.core.get_stats()["allocated_blocks"] * Image.core.get_block_size()
+
+
+def test_a_jpeg_declaring_more_pixels_than_its_bytes_hold_is_refused_without_decoding(world):
+    from gradio_client import handle_file
+    path = hollow_jpeg(world["tmp"] / "hollow.jpg")
+    assert path.stat().st_size < 7200 and Image.open(path).size == (6000, 6000)
+    pillow_allocated(reset=True)
+    with pytest.raises(Exception, match=r"hollow.jpg: declares 6000x6000 pixels in only 7 KB, too few bytes"):
+        world["served"].client.predict(handle_file(str(path)), api_name="/predict_image")
+    assert pillow_allocated() == 0  # not one pixel decoded
+
+
+def test_a_huge_flat_jpeg_is_decoded_at_the_scale_detection_needs(world):
+    """A complete 6000x6000 JPEG of flat grey (140 KB) is scored (no face) from a decode at half scale, capped at
+    UPLOAD_MAX_SIDE. The image memory Pillow allocated over the whole request (every copy counted) plus the peak
+    of Python's (numpy) was 798 MB from the full-size decode, 185 MB from this one."""
+    import tracemalloc
+
+    from gradio_client import handle_file
+    path = world["tmp"] / "flat.jpg"
+    Image.new("L", (6000, 6000), 128).save(path, quality=1, optimize=True)
+    pillow_allocated(reset=True)
+    tracemalloc.start()
+    try:
+        _, note, table, *_ = world["served"].client.predict(handle_file(str(path)), api_name="/predict_image")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "no face found" in note and "Scored the whole image" in note
+    assert any(row[2] is not None for row in table["data"])
+    used = (pillow_allocated() + peak) / 2 ** 20
+    print(f"Pillow allocated + Python peak: {used:.0f} MB")
+    assert used < 250, f"{used:.0f} MB"
+
+
+def test_a_45_megapixel_phone_photo_still_finds_its_face(world):
+    """Over MAX_PIXELS as declared, but decoded at half scale: the face of a real frame, upscaled 7x, is found."""
+    import av
+    from gradio_client import handle_file
+
+    from dfdet.images import MAX_PIXELS, UPLOAD_MAX_SIDE, check_image_file, open_image
+    with av.open(str(Path(world["face"]).parents[4] / "videos" / "FF" / "real" / "004.mp4")) as v:
+        frame = next(v.decode(video=0)).to_image()
+    path = world["tmp"] / "phone.jpg"
+    frame.resize((frame.width * 7, frame.height * 7), Image.Resampling.BILINEAR).save(path, quality=90)
+    w, h = check_image_file(path, UPLOAD_MAX_SIDE)[1]
+    assert w * h > MAX_PIXELS and max(open_image(path, UPLOAD_MAX_SIDE).size) == UPLOAD_MAX_SIDE
+    _, note, table, *_ = world["served"].client.predict(handle_file(str(path)), api_name="/predict_image")
+    assert note.startswith("one face found and aligned") or "faces found" in note, note
+    assert sum(row[2] is not None for row in table["data"]) >= len(PAPER_METHODS)

@@ -133,7 +133,8 @@ def test_the_text_trainer_replaces_a_finished_checkpoint_only_with_force_and_who
     def text_cfg(**kw) -> TextTrainConfig:
         return TextTrainConfig(method="textguided_1desc", backbone=BackboneConfig(model="dfdet-tiny-vit",
                                pretrained=None), manifest=str(m), data_root=str(root), batch_size=4, epochs=1,
-                               max_steps=1, grad_accum=1, warmup_steps=1, device="cpu", out=str(tmp_path / "ck" / "tg"), **kw)
+                               max_steps=1, grad_accum=1, warmup_steps=1, device="cpu",
+                               out=str(tmp_path / "ck" / "tg"), **kw)
     out = text_train.train_textguided(text_cfg())
     before = snapshot(out)
     r = run_cli(["train", "--method", "textguided_1desc", "--manifest", str(m), "--data-root", str(root),

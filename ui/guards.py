@@ -7,7 +7,7 @@ import gradio as gr
 from gradio.utils import get_upload_folder
 
 from dfdet.errors import DfdetError
-from dfdet.images import check_image_file
+from dfdet.images import UPLOAD_MAX_SIDE, check_image_file
 from dfdet.uploads import check_payload
 from dfdet.viz.media import check_upload
 
@@ -22,7 +22,7 @@ def guard_image_upload(component: gr.Image) -> gr.Image:
     def checked(payload):
         if payload is not None and getattr(payload, "path", None):
             try:
-                check_image_file(check_upload(payload.path, "image"))
+                check_image_file(check_upload(payload.path, "image"), UPLOAD_MAX_SIDE)
             except DfdetError as err:
                 raise gr.Error(scrub(str(err)), print_exception=False) from None
         return preprocess(payload)

@@ -13,7 +13,7 @@ import pandas as pd
 from ..calibration import DEFAULT_THRESHOLD, Calibration, verdict
 from ..cli import add_backbone_args, backbone_from_args, resolve_device
 from ..errors import DataError
-from ..images import open_image
+from ..images import UPLOAD_MAX_SIDE, open_image
 
 
 def add_arguments(p) -> None:
@@ -34,7 +34,7 @@ def run(args) -> int:
     images, names, skipped = [], [], []
     for path in args.images:
         try:  # one bad file is reported and skipped; the others are still scored
-            im = open_image(path)
+            im = open_image(path, max_side=UPLOAD_MAX_SIDE if args.align else 0)  # detection needs no more
         except DataError as err:
             print(f"skipped {err}", file=sys.stderr)
             skipped.append(str(err))

@@ -3,8 +3,9 @@
 Output, like the LN trainer's: `out/` is a dfdet checkpoint (model.safetensors with every trained
 tensor, named as in TextDetector, + dfdet.json with the descriptions used) plus config.yaml and
 train_log.jsonl. A finished checkpoint in `out/` is replaced only with --force, and then whole (the paper
-trainer's staging: dfdet.train.staging_folder / swap_in). The checkpoint holds whole encoders: for ViT-L/14 about 1.7 GB in fp32 (0.85 GB
-with checkpoint_dtype="bf16"), against 0.4 MB for an LN-tuning checkpoint.
+trainer's staging: dfdet.train.staging_folder / swap_in). The checkpoint holds whole encoders:
+for ViT-L/14 about 1.7 GB in fp32 (0.85 GB with checkpoint_dtype="bf16"), against 0.4 MB for an
+LN-tuning checkpoint.
 """
 from __future__ import annotations
 

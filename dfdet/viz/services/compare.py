@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ...errors import DataError, DfdetError
-from ...images import open_image
+from ...images import UPLOAD_MAX_SIDE, open_image
 from .. import compare
 from ..media import check_upload
 from ..store import SAMPLES, Store, md_escape, truth_of
@@ -33,7 +33,7 @@ class CompareService:
         """An uploaded photo: detect and align the largest face, then score it with every method."""
         bank = self.store.require_bank()
         path = check_upload(path, "image")
-        image = open_image(path)
+        image = open_image(path, max_side=UPLOAD_MAX_SIDE)  # a big photo is decoded at what detection needs
         res = self.store.align(image)
         if res.crop is None:
             face = image

@@ -16,7 +16,7 @@ from ...errors import DataError
 from ...explain.cache import MapCache
 from ...explain.saliency import KINDS
 from ...explain.service import curves_figure, explain_face, gallery
-from ...images import open_image
+from ...images import UPLOAD_MAX_SIDE, open_image
 from ...robustness import Frame, probe_faces, probe_figure, unstable
 from ..media import check_upload
 from ..store import SAMPLES, Store, md_escape
@@ -58,7 +58,7 @@ class ExplainService:
     def _face(self, source, row, upload=None) -> tuple[Image.Image, str, tuple, Frame | None]:
         """face() plus, for an uploaded photo, the frame and landmarks its crop was aligned from."""
         if upload:
-            image = open_image(check_upload(upload, "image"))
+            image = open_image(check_upload(upload, "image"), max_side=UPLOAD_MAX_SIDE)
             res = self.store.align(image)
             what = f"uploaded photo `{md_escape(Path(str(upload)).name)}`"
             if not res.crops:

@@ -27,7 +27,7 @@ from dfdet.viz.media import MAX_UPLOAD_MB  # noqa: E402
 from dfdet.viz.session import AppConfig, Session  # noqa: E402
 from ui.assets import CSS, HEAD  # noqa: E402
 from ui.common import MODEL_QUEUE, display_table, friendly, scrub  # noqa: E402,F401 - the app's public names
-from ui.guards import guard_file_inputs, guard_image_upload, is_file_input  # noqa: E402,F401
+from ui.guards import guard_file_inputs, guard_image_upload, is_file_input, upload_gate  # noqa: E402,F401
 from ui.page import DELETE_CACHE, build_app  # noqa: E402,F401
 
 log = logging.getLogger("dfdet.app")
@@ -65,6 +65,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from dfdet.runtime import add_runtime_arg
     add_runtime_arg(p)
     p.add_argument("--no-warm-up", action="store_true", help="skip compiling numba / fitting UMAPs at start")
+    p.add_argument("--upload-client-mb", type=float, default=None, help="MB of uploads one visitor (IP address) may "
+                   "have in flight and kept on disk (default 200; $DFDET_UPLOAD_CLIENT_MB)")
+    p.add_argument("--upload-total-mb", type=float, default=None, help="the same for all visitors together "
+                   "(default 2000; $DFDET_UPLOAD_TOTAL_MB)")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME"), help="bind address ($GRADIO_SERVER_NAME)")
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT")
                                                    or 7860), help="port ($PORT or $GRADIO_SERVER_PORT)")
@@ -80,22 +84,29 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
                      hub_runs=list(args.hub_runs), import_released=args.import_released, runtime=args.runtime)
 
 
-def launch(app: gr.Blocks, **kw):
-    """Launch with the safety limits of a public app: upload size, queue size, model concurrency, and the
-    number of visitors' sessions held in memory. Every file input goes through the one upload guard."""
+def launch(app: gr.Blocks, upload_limits=None, **kw):
+    """Launch with the safety limits of a public app: upload size (per file, and the bytes per visitor and in all,
+    dfdet.uploads.UploadLimits), queue size, model concurrency, and the number of visitors' sessions held in
+    memory. Every file input goes through the one upload guard."""
     guard_file_inputs(app)
     app.queue(default_concurrency_limit=VIEW_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
     return app.launch(max_file_size=f"{MAX_UPLOAD_MB}mb", state_session_capacity=STATE_SESSIONS, head=HEAD, css=CSS,
-                      show_error=True, footer_links=["api"], **kw)
+                      show_error=True, footer_links=["api"], app_kwargs=upload_gate(app, upload_limits), **kw)
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = parse_args(argv)
+    from dfdet.errors import DataError
+    from dfdet.uploads import UploadLimits
+    try:
+        limits = UploadLimits.from_env(client_mb=args.upload_client_mb, total_mb=args.upload_total_mb)
+    except DataError as err:
+        sys.exit(f"app.py: {err}")
     session = Session(config_from_args(args), load_models=False)
     app = build_app(session)
-    launch(app, server_name=args.host, server_port=args.port, prevent_thread_lock=True)
+    launch(app, upload_limits=limits, server_name=args.host, server_port=args.port, prevent_thread_lock=True)
     # Slow work starts once the page is served: the status line follows the model loading / demo build.
     session.load_models_async()
     if session.cfg.warm_up:

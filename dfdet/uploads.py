@@ -8,6 +8,7 @@ Every other case gets the same message, so a refusal never tells whether a path 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DataError
@@ -54,3 +55,206 @@ def check_payload(value: object, upload_folder: str | Path, file_input: bool = F
     for item in value.values():
         if isinstance(item, (dict, list)):
             check_payload(item, upload_folder)
+
+
+# ------------------------------------------------------------------------------------------ upload budget
+UPLOAD_PATHS = ("/gradio_api/upload",)  # routes that keep what they receive on disk (gradio's upload route)
+MIN_FILE_BYTES = 4096  # a kept file costs at least one disk block, however small
+
+
+@dataclass
+class UploadLimits:
+    """Bytes a visitor may have in request bodies in flight plus uploads kept on disk (gradio keeps an upload
+    until its cache cleaner deletes it, up to an hour). gradio's own max_file_size is per file only."""
+
+    client_mb: float = 200.0  # one client (IP address): 4 files at the 50 MB per-file limit
+    total_mb: float = 2000.0  # all clients together
+
+    ENV = {"client_mb": "DFDET_UPLOAD_CLIENT_MB", "total_mb": "DFDET_UPLOAD_TOTAL_MB"}
+
+    @classmethod
+    def from_env(cls, **given: float | None) -> "UploadLimits":
+        """Given values, else $DFDET_UPLOAD_CLIENT_MB / $DFDET_UPLOAD_TOTAL_MB, else the defaults."""
+        values = {}
+        for name, env in cls.ENV.items():
+            raw = given.get(name)
+            if raw is None:
+                raw = os.environ.get(env)
+            if raw is None or raw == "":
+                continue
+            where = env if given.get(name) is None else f"--upload-{name.replace('_', '-')}"
+            try:
+                values[name] = float(raw)
+            except ValueError:
+                raise DataError(f"{where}={raw!r}: expected a number of megabytes") from None
+            if not values[name] > 0:
+                raise DataError(f"{where}={raw!r}: must be more than 0 MB")
+        return cls(**values)
+
+
+class UploadBudget:
+    """The ledger: request bytes in flight per client, and uploaded files kept on disk per client.
+
+    Used from the server's event loop only (no awaits inside), so it needs no lock. A kept file stops
+    counting once it is gone from disk; that is checked, oldest first, only when a request would not fit.
+    """
+
+    def __init__(self, limits: UploadLimits, upload_folder: str | Path):
+        self.limits = limits
+        self.upload_folder = Path(upload_folder)
+        self.in_flight: dict[str, int] = {}  # client -> bytes of request bodies being received
+        self.kept: dict[str, tuple[str, int]] = {}  # path -> (client, bytes), oldest first
+        self.kept_by_client: dict[str, int] = {}
+        self.uploads_in_flight = 0
+        self.orphans_possible = False  # an upload ended without an answer: gradio may have left its temp file
+
+    def client_bytes(self, client: str) -> int:
+        return self.in_flight.get(client, 0) + self.kept_by_client.get(client, 0)
+
+    def total_bytes(self) -> int:
+        return sum(self.in_flight.values()) + sum(self.kept_by_client.values())
+
+    def refusal(self, client: str, size: int) -> str:
+        """'' if a request body of `size` bytes fits, else the reason it does not (one line)."""
+        reason = self._over(client, size)
+        if reason:
+            self.forget_deleted()
+            reason = self._over(client, size)
+        return reason
+
+    def _over(self, client: str, size: int) -> str:
+        mb = 2 ** 20
+        client_limit, total_limit = self.limits.client_mb * mb, self.limits.total_mb * mb
+        if self.client_bytes(client) + size > client_limit:
+            return (f"upload refused: {size / mb:.1f} MB more would pass this visitor's limit of "
+                    f"{self.limits.client_mb:g} MB of uploads in flight and kept ({self.client_bytes(client) / mb:.1f} "
+                    "MB now); uploads are deleted within an hour, then there is room again")
+        if self.total_bytes() + size > total_limit:
+            return (f"upload refused: the server holds {self.limits.total_mb:g} MB of uploads from all visitors, "
+                    "its limit; uploads are deleted within an hour, try again later")
+        return ""
+
+    def start(self, client: str, size: int, upload: bool) -> None:
+        self.in_flight[client] = self.in_flight.get(client, 0) + size
+        self.uploads_in_flight += upload
+
+    def finish(self, client: str, size: int, upload: bool, kept_paths: list[str] | None) -> None:
+        """A request ended; kept_paths: the files an upload answered with (None if it did not succeed)."""
+        left = self.in_flight.get(client, 0) - size
+        if left > 0:
+            self.in_flight[client] = left
+        else:
+            self.in_flight.pop(client, None)
+        if not upload:
+            return
+        for path in kept_paths or []:
+            self.keep(client, path)
+        if kept_paths is None:
+            self.orphans_possible = True
+        if self.orphans_possible and self.uploads_in_flight == 1:
+            self.remove_orphans()
+        self.uploads_in_flight -= 1  # last: a reader that sees 0 sees the orphans gone
+
+    def keep(self, client: str, path: str) -> None:
+        try:
+            size = max(MIN_FILE_BYTES, os.stat(path).st_size)
+        except OSError:
+            return
+        if path in self.kept:  # the same content again (gradio names uploads by their hash): one file, re-dated
+            self._drop(path)
+        self.kept[path] = (client, size)
+        self.kept_by_client[client] = self.kept_by_client.get(client, 0) + size
+
+    def _drop(self, path: str) -> None:
+        client, size = self.kept.pop(path)
+        left = self.kept_by_client.get(client, 0) - size
+        if left > 0:
+            self.kept_by_client[client] = left
+        else:
+            self.kept_by_client.pop(client, None)
+
+    def forget_deleted(self) -> None:
+        """Stop counting kept files that are gone (gradio deletes the oldest first); stops at the first one left."""
+        for path in list(self.kept):
+            if os.path.exists(path):
+                break
+            self._drop(path)
+
+    def remove_orphans(self) -> list[Path]:
+        """gradio's upload parser writes each file to a temp file in the upload folder first and deletes it only
+        on a parse error: a client that hangs up mid-upload leaves it there for good. With no upload in flight,
+        every such temp file is an orphan."""
+        self.orphans_possible = False
+        gone = []
+        try:
+            entries = list(os.scandir(self.upload_folder))
+        except OSError:
+            return gone
+        for entry in entries:
+            if entry.name.startswith("tmp") and entry.is_file(follow_symlinks=False):
+                try:
+                    os.unlink(entry.path)
+                    gone.append(Path(entry.path))
+                except OSError:
+                    pass
+        return gone
+
+
+class UploadGate:
+    """ASGI middleware in front of the app: every request body is admitted against the UploadBudget by its
+    declared length before any byte of it is read (refused with 413 and the reason), counted while it is
+    received, and an upload's files are counted while they stay on disk. A body without a length (chunked)
+    is refused with 411: its size could not be known in advance."""
+
+    def __init__(self, app, budget: UploadBudget):
+        self.app = app
+        self.budget = budget
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is None:
+            if b"transfer-encoding" in headers:
+                return await _answer(send, 411, "a request body needs a Content-Length header on this server")
+            return await self.app(scope, receive, send)
+        try:
+            size = int(length)
+        except ValueError:
+            return await _answer(send, 400, "bad Content-Length")
+        client = (scope.get("client") or ("unknown",))[0]
+        reason = self.budget.refusal(client, size)
+        if reason:
+            return await _answer(send, 413, reason)
+        upload = scope.get("path", "").rstrip("/").endswith(UPLOAD_PATHS)
+        status, body = [0], []
+
+        async def watch(message):
+            if upload and message["type"] == "http.response.start":
+                status[0] = message["status"]
+            elif upload and message["type"] == "http.response.body" and status[0] == 200:
+                body.append(message.get("body", b""))
+            await send(message)
+        self.budget.start(client, size, upload)
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            self.budget.finish(client, size, upload, _paths(b"".join(body)) if status[0] == 200 else None)
+
+
+def _paths(body: bytes) -> list[str] | None:
+    import json
+    try:
+        paths = json.loads(body)
+    except ValueError:
+        return None
+    return [p for p in paths if isinstance(p, str)] if isinstance(paths, list) else None
+
+
+async def _answer(send, status: int, text: str) -> None:
+    data = text.encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close"),
+                            (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})

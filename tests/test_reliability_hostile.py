@@ -29,7 +29,7 @@ from dfdet.methods import PAPER_METHODS, get_method
 from dfdet.metrics import metric_table
 from dfdet.viz.media import MAX_UPLOAD_MB
 from test_app_helpers import make_checkpoints
-from test_reliability_helpers import TINY_ARGS, run_cli, serve
+from test_reliability_helpers import TINY_ARGS, deadline, run_cli, serve
 
 SECRET_COLOUR = (255, 0, 255)  # the secret image is one flat magenta: easy to recognise if it ever leaks
 
@@ -520,3 +520,100 @@ def test_a_45_megapixel_phone_photo_still_finds_its_face(world):
     _, note, table, *_ = world["served"].client.predict(handle_file(str(path)), api_name="/predict_image")
     assert note.startswith("one face found and aligned") or "faces found" in note, note
     assert sum(row[2] is not None for row in table["data"]) >= len(PAPER_METHODS)
+
+
+# -------------------------------------------------------------------------- upload bytes, per client and in all
+@pytest.fixture()
+def small_budget(world):
+    """The world server's upload budget with small limits for one test: 2 MB per client, and room for 3 MB more
+    than what the other tests left on disk. Clients are told apart by X-Forwarded-For (uvicorn trusts it from
+    127.0.0.1, as it would from a proxy named in $FORWARDED_ALLOW_IPS)."""
+    from dfdet.uploads import UploadLimits
+    budget = world["served"].app.upload_budget
+    old = budget.limits
+    budget.forget_deleted()
+    budget.limits = UploadLimits(client_mb=2, total_mb=budget.total_bytes() / 2 ** 20 + 3)
+    yield budget
+    budget.limits = old
+
+
+def post_upload(url: str, client: str, name: str, data: bytes) -> httpx.Response:
+    return httpx.post(url + "gradio_api/upload", files={"files": (name, data, "image/png")},
+                      headers={"X-Forwarded-For": client}, timeout=60)
+
+
+def test_upload_bytes_are_bounded_per_client_and_in_all(world, small_budget):
+    url, folder = world["served"].app.local_url, world["served"].upload_dir
+    mb = lambda seed: np.random.default_rng(seed).bytes(int(0.8 * 2 ** 20))  # noqa: E731 - distinct 0.8 MB files
+    on_disk = lambda name: any(p.name == name for p in folder.rglob("*"))  # noqa: E731
+    a, b, c = "198.51.100.1", "198.51.100.2", "198.51.100.3"
+    assert all(post_upload(url, a, f"a{i}.png", mb(i)).status_code == 200 for i in range(2))
+    r = post_upload(url, a, "a2.png", mb(2))  # 2.4 MB for client a: over its 2 MB
+    assert r.status_code == 413 and "this visitor's limit of 2 MB of uploads in flight and kept" in r.text, r.text
+    assert not on_disk("a2.png")
+    assert post_upload(url, b, "b0.png", mb(10)).status_code == 200  # another client has its own 2 MB
+    r = post_upload(url, c, "c0.png", mb(20))  # 3.2 MB in all: over the server's limit
+    assert r.status_code == 413 and "uploads from all visitors, its limit" in r.text, r.text
+    assert not on_disk("c0.png")
+    from gradio.route_utils import delete_files_created_by_app
+    delete_files_created_by_app(world["served"].app, 0)  # gradio's cache cleaner, as its schedule calls it
+    assert post_upload(url, a, "a3.png", mb(3)).status_code == 200  # deleted uploads stop counting
+    assert post_upload(url, c, "c1.png", mb(21)).status_code == 200
+
+
+def test_bytes_in_flight_count_before_the_body_arrives_and_chunked_bodies_are_refused(world, small_budget):
+    """A body is admitted by its Content-Length before a byte of it is read. A request that sent its headers
+    and half its body holds its client's budget: a second one that would not fit beside it is refused at once.
+    The known point of progress is the ledger itself (the server runs in this process), not a timer."""
+    import socket
+    import urllib.parse
+    url = world["served"].app.local_url
+    host, port = urllib.parse.urlsplit(url).hostname, urllib.parse.urlsplit(url).port
+    client = "198.51.100.9"
+    boundary = "dfdetboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"slow.png\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode() + b"\0" * (1536 * 1024) + f"\r\n--{boundary}--\r\n".encode()
+    head = (f"POST /gradio_api/upload HTTP/1.1\r\nHost: {host}:{port}\r\nX-Forwarded-For: {client}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection((host, port), timeout=60) as slow:
+        slow.sendall(head + body[:1000])
+        with deadline(60):
+            while small_budget.in_flight.get(client, 0) != len(body):
+                time.sleep(0.05)
+        r = post_upload(url, client, "second.png", b"\0" * (700 * 1024))  # 1.5 + 0.7 MB > 2 MB
+        assert r.status_code == 413 and "this visitor's limit" in r.text
+        slow.sendall(body[1000:])
+        answer = b""
+        with deadline(60):
+            while b"slow.png" not in answer and (chunk := slow.recv(65536)):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200") and b"slow.png" in answer, answer[:300]
+    with deadline(60):  # the answer is out; the request's bytes are released right after
+        while small_budget.in_flight.get(client, 0):
+            time.sleep(0.05)
+    r = httpx.post(url + "gradio_api/upload", content=iter([b"--x--\r\n"]),
+                   headers={"Content-Type": "multipart/form-data; boundary=x"}, timeout=30)  # chunked: no length
+    assert r.status_code == 411 and "Content-Length" in r.text
+
+
+def test_an_upload_cut_off_midway_leaves_no_file(world, small_budget):
+    """gradio's upload parser deletes its temp file only on a parse error; a client that hangs up leaves it.
+    The gate removes such orphans once no upload is in flight."""
+    import socket
+    import urllib.parse
+    url = world["served"].app.local_url
+    host, port = urllib.parse.urlsplit(url).hostname, urllib.parse.urlsplit(url).port
+    folder = world["served"].upload_dir
+    before = {p for p in folder.iterdir() if p.is_file()}
+    head = (f"POST /gradio_api/upload HTTP/1.1\r\nHost: {host}:{port}\r\nX-Forwarded-For: 198.51.100.7\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 1000000\r\n\r\n"
+            "--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"cut.png\"\r\n\r\n").encode()
+    with socket.create_connection((host, port), timeout=60) as cut:
+        cut.sendall(head + b"\0" * 300_000)
+        with deadline(60):  # the parser has written part of the file: its temp file exists
+            while not [p for p in folder.iterdir() if p.is_file() and p not in before]:
+                time.sleep(0.05)
+    with deadline(60):  # the hang-up reaches the server, the request ends, the orphan goes
+        while small_budget.uploads_in_flight or small_budget.in_flight.get("198.51.100.7"):
+            time.sleep(0.05)
+    assert {p for p in folder.iterdir() if p.is_file()} <= before

@@ -8,7 +8,7 @@ from gradio.utils import get_upload_folder
 
 from dfdet.errors import DfdetError
 from dfdet.images import UPLOAD_MAX_SIDE, check_image_file
-from dfdet.uploads import check_payload
+from dfdet.uploads import UploadBudget, UploadGate, UploadLimits, check_payload
 from dfdet.viz.media import check_upload
 
 from .common import scrub
@@ -61,3 +61,12 @@ def _names_files(model) -> bool:
         return '"path"' in str(model.model_json_schema()).replace("'", '"')
     except Exception:  # noqa: BLE001 - no model, or not a pydantic one: not a file input
         return False
+
+
+def upload_gate(app: gr.Blocks, limits: UploadLimits | None = None) -> dict:
+    """launch()'s app_kwargs: dfdet.uploads.UploadGate in front of every route, with this app's byte budget
+    (kept as app.upload_budget). gradio's max_file_size bounds one file; this bounds what a visitor, and all of
+    them, have in flight and on disk."""
+    from starlette.middleware import Middleware
+    app.upload_budget = UploadBudget(limits or UploadLimits.from_env(), get_upload_folder())
+    return {"middleware": [Middleware(UploadGate, budget=app.upload_budget)]}

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the ui package besid
 import gradio as gr  # noqa: E402
 
 from dfdet.config import BackboneConfig  # noqa: E402
-from dfdet.viz.media import MAX_UPLOAD_MB  # noqa: E402
+from dfdet.viz.media import MAX_UPLOAD_MB, app_temp_dir  # noqa: E402
 from dfdet.viz.session import AppConfig, Session  # noqa: E402
 from ui.assets import CSS, HEAD  # noqa: E402
 from ui.common import MODEL_QUEUE, display_table, friendly, scrub  # noqa: E402,F401 - the app's public names
@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> None:
         limits = UploadLimits.from_env(client_mb=args.upload_client_mb, total_mb=args.upload_total_mb)
     except DataError as err:
         sys.exit(f"app.py: {err}")
+    # gradio's uploads and outputs go to this instance's own folder: the next start deletes it after a kill -9
+    os.environ["GRADIO_TEMP_DIR"] = str(app_temp_dir())
     session = Session(config_from_args(args), load_models=False)
     app = build_app(session)
     launch(app, upload_limits=limits, server_name=args.host, server_port=args.port, prevent_thread_lock=True)

@@ -58,3 +58,42 @@ def test_image_output_folders_of_killed_processes_are_removed_at_start(tmp_path)
     os.utime(folders["old"], (time.time() - 7200,) * 2)
     assert sorted(remove_stale_image_dirs(tmp_path)) == sorted([folders["dead"], folders["old"]])
     assert folders["alive"].is_dir() and folders["new"].is_dir()
+
+
+def test_upload_folders_of_killed_instances_are_removed_at_start_and_live_ones_kept(tmp_path):
+    """app.py gives gradio a folder of its own (dfdet.viz.media.app_temp_dir), locked while the process lives.
+    A start removes the folders of instances that are gone, even after a kill -9, and nothing else."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from pathlib import Path
+
+    from dfdet.viz.media import APP_DIR_PREFIX, remove_stale_app_dirs
+    code = ("import sys; from dfdet.viz.media import app_temp_dir; print(app_temp_dir(sys.argv[1]), flush=True); "
+            "sys.stdin.read()")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+
+    def instance():
+        proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True, env=env)
+        folder = Path(proc.stdout.readline().strip())  # printed once its folder is made and locked
+        (folder / "5e1f" / "upload.png").parent.mkdir()
+        (folder / "5e1f" / "upload.png").write_bytes(b"an upload")
+        return proc, folder
+    (alive, live), (killed, dead) = instance(), instance()
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    making = tmp_path / f"{APP_DIR_PREFIX}1_new"  # another instance between mkdtemp and its lock
+    making.mkdir()
+    foreign = [tmp_path / "5e1f", tmp_path / "dfdet_images_1_x"]  # gradio's own layout, another folder kind
+    for d in foreign:
+        d.mkdir()
+    try:
+        assert remove_stale_app_dirs(tmp_path) == [dead] and not dead.exists()
+        assert (live / "5e1f" / "upload.png").is_file() and making.is_dir() and all(d.is_dir() for d in foreign)
+    finally:
+        alive.communicate("")  # a normal exit removes its own folder
+    assert not live.exists()
+    assert remove_stale_app_dirs(tmp_path) == []

@@ -104,6 +104,66 @@ def remove_stale_image_dirs(folder: str | Path | None = None) -> list[Path]:
     return gone
 
 
+APP_DIR_PREFIX = "dfdet_app_"  # this app's per-process folder for gradio's uploads and outputs
+OWNER_FILE = ".owner"  # locked (flock) by the process that made the folder, for as long as it lives
+_app_dir: Path | None = None
+_owner_fd: int | None = None
+
+
+def app_temp_dir(base: str | Path | None = None) -> Path:
+    """This process's own folder under `base` ($GRADIO_TEMP_DIR, else <tmp>/gradio), for app.py to hand to gradio
+    as its upload and cache folder; removed at exit, and by the next start after a kill -9.
+
+    gradio names files by content only, so instances sharing its folder cannot tell whose an upload is, and
+    no one deletes the files of an instance that was killed. Each instance holds an flock on its folder's
+    owner file instead: the kernel drops it when the process dies, however it dies (a pid can be reused).
+    """
+    global _app_dir, _owner_fd
+    if _app_dir is None:
+        import fcntl
+        base = Path(base or os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+        base.mkdir(parents=True, exist_ok=True)
+        remove_stale_app_dirs(base)
+        folder = Path(tempfile.mkdtemp(prefix=f"{APP_DIR_PREFIX}{os.getpid()}_", dir=base))
+        fd = os.open(folder / f"{OWNER_FILE}.new", os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.replace(folder / f"{OWNER_FILE}.new", folder / OWNER_FILE)  # appears locked: never free while we live
+        _app_dir, _owner_fd = folder, fd
+        atexit.register(shutil.rmtree, folder, True)
+    return _app_dir
+
+
+def remove_stale_app_dirs(base: str | Path) -> list[Path]:
+    """Delete the app folders under `base` whose owner is gone (their lock is free). Only folders this app makes
+    (prefix and owner file); a live instance's folder is never touched, nor one still being made (no owner
+    file yet) unless it is an hour old."""
+    import fcntl
+    gone = []
+    for folder in Path(base).glob(f"{APP_DIR_PREFIX}*"):
+        if folder == _app_dir or folder.is_symlink() or not folder.is_dir():
+            continue
+        try:
+            fd = os.open(folder / OWNER_FILE, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            try:
+                if time.time() - folder.stat().st_mtime < IMAGE_FILES_KEEP_S:
+                    continue
+            except OSError:
+                continue
+        except OSError:
+            continue  # not ours to judge (permissions, a symlink)
+        else:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # held: its owner is alive
+            finally:
+                os.close(fd)
+        shutil.rmtree(folder, ignore_errors=True)
+        gone.append(folder)
+    return gone
+
+
 def image_file(image: Image.Image, fmt: str = "PNG") -> str:
     """An image output as a file named by its content, written once and atomically.
 

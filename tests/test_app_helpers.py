@@ -48,11 +48,36 @@ def make_manifest(shared: Path, out: Path) -> Path:
     return write_manifest(small, out)
 
 
-def make_real_run(clip: LoadedClip, shared: Path, tmp: Path) -> tuple[Path, Path, Path]:
-    """(run folder, checkpoints folder, manifest) from dfdet.evaluate on the tiny backbone."""
+def calibrate_checkpoints(clip: LoadedClip, shared: Path, folder: Path, methods=PAPER_METHODS) -> None:
+    """Each checkpoint calibrated as training does (dfdet.calibration.calibrate on validation scores), on
+    16 + 16 DFDC faces that make_manifest's test split does not hold."""
+    import json
+
+    from dfdet.calibration import calibrate
+    from dfdet.checkpoint import META_FILE
+    from dfdet.images import open_image
+    from dfdet.inference import DetectorBank
+    df = scan_folder(shared / "datasets")
+    d = df[df["dataset"] == "DFDC"]
+    val = pd.concat([d[d["label"] == c].iloc[16:32] for c in (0, 1)])
+    from dfdet.backbone import load_clip
+    bank = DetectorBank(load_clip(clip.config), folder, list(methods))  # a fresh model: the bank swaps its LayerNorms
+    probs = bank.predict(bank.preprocess([open_image(shared / "datasets" / p) for p in val["path"]]), list(methods))
+    for name in methods:
+        meta_path = folder / name / META_FILE
+        meta = json.loads(meta_path.read_text())
+        meta["calibration"] = calibrate(val["label"].to_numpy(), np.asarray(probs[name])).to_meta()
+        meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
+
+
+def make_real_run(clip: LoadedClip, shared: Path, tmp: Path, calibrated: bool = False) -> tuple[Path, Path, Path]:
+    """(run folder, checkpoints folder, manifest) from dfdet.evaluate on the tiny backbone; `calibrated`:
+    the checkpoints carry a validation threshold, as trained ones do (the run then has threshold drift)."""
     from dfdet.evaluate import EvalConfig, evaluate
     from dfdet.inference import DetectorBank
     ckpt = make_checkpoints(clip, tmp / "checkpoints")
+    if calibrated:
+        calibrate_checkpoints(clip, shared, ckpt)
     manifest = make_manifest(shared, tmp / "manifest.csv")
     bank = DetectorBank(clip, ckpt, list(PAPER_METHODS))
     run = evaluate(EvalConfig(manifest=str(manifest), data_root=str(shared / "datasets"), split="test",
@@ -115,15 +140,16 @@ def start_app(tmp: Path, shared: Path, tiny_cfg):
     return app, session, run, mod
 
 
-def demo_session(tmp: Path, shared: Path, tiny_cfg, mp, demo: str = "auto"):
-    """A Session whose CLIP weights are missing and whose demo build reuses a real tiny run (fast)."""
+def demo_session(tmp: Path, shared: Path, tiny_cfg, mp, demo: str = "auto", calibrated: bool = False):
+    """A Session whose CLIP weights are missing and whose demo build reuses a real tiny run (fast);
+    `calibrated` as make_real_run."""
     import dfdet.backbone
     from dfdet.viz.session import AppConfig, Session
     import dfdet.demo as demo_mod
     from dfdet.config import BackboneConfig
     from dfdet.errors import WeightsUnavailable
     real_load = dfdet.backbone.load_clip
-    run, ckpt, manifest = make_real_run(real_load(tiny_cfg), shared, tmp / "built")
+    run, ckpt, manifest = make_real_run(real_load(tiny_cfg), shared, tmp / "built", calibrated)
 
     def no_weights(cfg, device="cpu"):
         if cfg.pretrained:

@@ -163,6 +163,16 @@ def test_one_order_and_one_colour_per_method():
     assert list(bars["marker"]["color"]) == [style.method_color("ln_norm"), style.method_color("linear_probe")]
 
 
+def test_bars_say_the_tables_verdict_and_mark_each_methods_threshold():
+    table = pd.DataFrame({"method": ["Linear probe", "LN + Norm"], "p_fake": [0.3, 0.4],
+                          "verdict": ["fake (meaningless: demo)", "uncertain (meaningless: demo)"]})
+    fig = plots.probability_bars(table, demo=True, thresholds={"Linear probe": 0.27, "LN + Norm": 0.37})
+    assert list(fig.data[0].text) == ["0.300 fake", "0.400 uncertain"]  # not "real" by the 0.5 rule
+    assert sorted(round(sh.y0, 2) for sh in fig.layout.shapes) == [0.27, 0.37]
+    plain = plots.probability_bars(table.drop(columns="verdict"), demo=False)  # no calibration: the 0.5 line
+    assert list(plain.data[0].text) == ["0.300 real", "0.400 real"] and plain.layout.shapes[0].y0 == 0.5
+
+
 def test_roc_figure_legend_and_operating_point(synth):
     curves = roc.curves(synth, ["ln_norm"], ["DS0"], "frame")
     fig = plots.roc_figure(curves, demo=True, threshold=0.5).to_plotly_json()

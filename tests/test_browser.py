@@ -59,7 +59,7 @@ def server(tmp_path_factory, shared, tiny_cfg, browser):
     mp = pytest.MonkeyPatch()
     mp.setenv("GRADIO_TEMP_DIR", str(tmp / "gradio"))
     mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-    session, _ = demo_session(tmp, shared, tiny_cfg, mp)
+    session, _ = demo_session(tmp, shared, tiny_cfg, mp, calibrated=True)  # thresholds from validation, as trained
     mod = load_app_module()
     app = mod.build_app(session)
     mod.launch(app, prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
@@ -104,6 +104,18 @@ def shoot(page, server, name: str) -> Path:
     return path
 
 
+def shoot_element(page, server, selector: str, name: str) -> Path:
+    """One panel, for the README: its own captions and titles carry the demo label."""
+    path = server["shots"] / f"{name}.png"
+    page.mouse.move(1, 1)
+    page.wait_for_timeout(300)
+    page.locator(selector).screenshot(path=str(path))
+    if UPDATE:
+        DOCS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, DOCS / path.name)
+    return path
+
+
 def grid(page, elem_id: str):
     return page.locator(f"#{elem_id}")
 
@@ -114,9 +126,19 @@ def test_compare_example_upload_and_an_error_that_keeps_the_results(page, server
     t0 = time.perf_counter()
     page.locator("#cmp-examples").get_by_role("button", name=re.compile("Thumbnail 1 of")).click()
     expect(page.locator("#cmp-header")).to_contain_text("ground truth")
-    expect(table.get_by_role("gridcell", name=re.compile("(right|wrong)$"))).to_have_count(4)
+    expect(table.get_by_role("gridcell", name=re.compile("(right|wrong|uncertain)$"))).to_have_count(4)
     timed("example face scored (click -> table)", t0)
     expect(table).to_contain_text("trainable params (dfdet-tiny-vit)")  # the counts name their backbone
+    page.get_by_text("A face from the sample manifest", exact=True).first.click()
+    expect(page.locator("#cmp-row input")).not_to_have_value("")  # the example is a row: "Why and how sure" uses it
+    if UPDATE:  # the example video (~20 s on a loaded 2-core machine): when the README's pictures are made
+        t0 = time.perf_counter()  # per-frame scores stream in, then the whole video's note
+        page.locator("#cmp-example-video").click()
+        expect(page.locator("#cmp-header")).to_contain_text("example video (a deepfake) 519_515.mp4")
+        expect(page.locator("#cmp-note")).to_contain_text(re.compile(r"(\d+) of \1 sampled frames had a face"))
+        timed("example video scored (click -> all sampled frames)", t0)
+        expect(page.locator("#cmp-row input")).to_have_value("")  # the example face's row is cleared with it
+        expect(page.locator("#cmp-timeline")).to_contain_text("p(fake) per frame")
     face = sorted((shared / "datasets" / "FF" / "real").glob("*/*.png"))[0]
     t0 = time.perf_counter()
     page.locator("#cmp-image input[type=file]").set_input_files(str(face))  # upload triggers the analysis
@@ -126,7 +148,6 @@ def test_compare_example_upload_and_an_error_that_keeps_the_results(page, server
     for label in ("Linear probe", "LN-tuning", "LN + Norm", "LN + Norm + SLERP"):
         expect(table.get_by_role("gridcell", name=label, exact=True)).to_be_visible()
     # a refused request: the reason stays inline, the last results stay, the input is not covered
-    page.get_by_text("A face from the sample manifest", exact=True).first.click()
     page.locator("#cmp-row input").fill("999999")
     page.locator("#cmp-row-btn").click()
     expect(page.locator("#cmp-status")).to_contain_text("out of range")
@@ -245,6 +266,138 @@ def test_about_counts_name_their_backbone(page, server):
     expect(page.get_by_role("cell", name="427,616,512").first).to_be_visible()  # text-guided: both encoders
     expect(page.locator("#about-table")).to_contain_text("on the loaded dfdet-tiny-vit")
     shoot(page, server, "about")
+
+
+def pick(page, elem_id: str, option) -> None:
+    """Chooses an option of a gradio Dropdown (its list opens under the component)."""
+    page.locator(f"#{elem_id} input").click()
+    page.locator(f"#{elem_id}").get_by_role("option", name=option, exact=isinstance(option, str)).click()
+
+
+def assert_fits(page, elem_id: str) -> None:
+    """A table at 1400 px: no sideways scrolling, no header broken inside a word, no cell cut off."""
+    got = page.evaluate("""(id) => {
+      const el = document.getElementById(id), v = el.querySelector('.virtual-table-viewport');
+      const lines = (e) => Math.round(e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight));
+      const heads = [...el.querySelectorAll('thead th .header')].map(e => [e.innerText.trim(), lines(e),
+        e.innerText.trim().split(/\\s+/).length]);
+      const cut = [...el.querySelectorAll('tbody:not(.sizing-body) td')].filter(td => td.offsetParent !== null)
+        .filter(td => td.scrollWidth > td.clientWidth + 1).map(td => td.innerText.trim());
+      return {scroll: [v.scrollWidth, v.clientWidth], heads, cut};
+    }""", elem_id)
+    assert got["scroll"][0] <= got["scroll"][1] + 1, (elem_id, got["scroll"])
+    assert all(n_lines <= words for _, n_lines, words in got["heads"]), (elem_id, got["heads"])
+    assert not got["cut"], (elem_id, got["cut"])
+
+
+def unstable_row(session, run: str) -> tuple[int, str]:
+    """A row of the run whose verdict the robustness probe flips for some method, found by the service
+    itself (rows nearest a method's threshold first): the browser must then show the same flag."""
+    import numpy as np
+
+    from dfdet.artifacts import PRED_PREFIX
+    from dfdet.calibration import threshold_of
+    preds, bank = session.run(run).predictions, session.store.bank
+    near = np.min([np.abs(preds[PRED_PREFIX + n].to_numpy() - threshold_of(bank.entries[n].meta))
+                   for n in bank.ready if PRED_PREFIX + n in preds], axis=0)
+    for row in np.argsort(near, kind="stable")[:8]:
+        note = session.explain.probe(f"run:{run}", int(row)).note
+        if "**unstable** for " in note:
+            return int(row), note.split("**unstable** for ")[1].split(":")[0]
+    pytest.fail("no row among the 8 nearest a threshold flips under the probe")
+
+
+def thumb(page, gallery: str) -> bytes:
+    return page.locator(f"#{gallery}").get_by_role("button", name=re.compile("Thumbnail 1 of")).screenshot()
+
+
+def test_why_and_how_sure_every_explain_control(page, server):
+    """Issue #14 in the browser, one page: maps per method (kind selector, difference map) with their
+    deletion/insertion curves, the robustness probe and its "unstable" flag, the calibration view, the
+    Errors map toggle and the Hypersphere face's map; the layout at 1400 px (#13) on the way."""
+    from playwright.sync_api import expect
+    session, run = server["session"], server["run"]
+    row, flipped = unstable_row(session, run)
+    # a face of the run, scored side by side: the table fits, the parameter header wraps at spaces only
+    page.get_by_text("A face from the sample manifest", exact=True).first.click()
+    pick(page, "cmp-src", re.compile(f"^run {run}"))
+    page.locator("#cmp-row input").fill(str(row))
+    page.locator("#cmp-row-btn").click()
+    expect(page.locator("#cmp-header")).to_contain_text(f"row {row} of run {run}")
+    table = grid(page, "cmp-table")
+    expect(table.get_by_role("columnheader", name="trainable params (dfdet-tiny-vit)")).to_be_visible()
+    assert_fits(page, "cmp-table")
+    status_cells = table.get_by_role("gridcell", name="ready", exact=True)
+    expect(status_cells).to_have_count(4)
+    # saliency maps: one per method plus the difference, each labelled meaningless; the curves beside them
+    page.locator("#xp-panel").get_by_text("Why and how sure").click()
+    pick(page, "xp-diff-a", "LN-tuning")
+    pick(page, "xp-diff-b", "Linear probe")
+    t0 = time.perf_counter()
+    page.locator("#xp-maps-btn").click()
+    expect(page.locator("#xp-note")).to_contain_text(f"Grad-CAM at the last block's ln_1 (grad-cam package) for row "
+                                                     f"{row} of run {run}")
+    timed("saliency maps + curves, 4 methods (click -> gallery)", t0)
+    maps = page.locator("#xp-maps")
+    expect(maps.get_by_role("button", name=re.compile("Thumbnail"))).to_have_count(5)
+    expect(maps).to_contain_text("LN-tuning minus Linear probe")
+    expect(maps.get_by_text("(meaningless: demo)")).to_have_count(5)
+    curves = page.locator("#xp-curves")
+    expect(curves).to_contain_text("deletion (lower = faithful)")
+    expect(curves).to_contain_text("insertion (higher = faithful)")
+    expect(curves).to_contain_text(re.compile(r"LN-tuning \(AUC \d\.\d{3}\)"))
+    expect(curves).to_contain_text("meaningless")
+    shoot_element(page, server, "#xp-panel", "saliency")
+    page.get_by_role("radio", name="attention rollout").check()  # the kind selector
+    page.locator("#xp-maps-btn").click()
+    expect(page.locator("#xp-note")).to_contain_text("attention rollout (class-agnostic: ignores the head) for row")
+    expect(curves).to_contain_text("Is the rollout map evidence?")
+    # the robustness probe: p_fake per perturbation per method; a flipped verdict is flagged unstable
+    t0 = time.perf_counter()
+    page.locator("#xp-probe-btn").click()
+    note = page.locator("#xp-probe-note")
+    expect(note).to_contain_text(f"unstable for {flipped}")
+    timed("robustness probe, 4 methods (click -> plot)", t0)
+    probe = page.locator("#xp-probe")
+    for label in flipped.split(", "):
+        expect(probe).to_contain_text(f"{label} (unstable)")
+    for p in ("jpeg30", "down0.25", "blur2", "crop1.5"):
+        expect(probe).to_contain_text(p)
+    expect(probe).to_contain_text("meaningless")
+    shoot_element(page, server, "#xp-probe-block", "robustness")
+    # the ROC browser: counts and metrics fit; calibration = reliability diagram, ECE, TPR @1/5% FPR, drift
+    page.get_by_role("tab", name="ROC browser").click()
+    expect(page.locator("#roc-plot")).to_contain_text("AUROC")
+    assert_fits(page, "roc-conf")
+    assert_fits(page, "roc-metrics")
+    page.locator("#cal-panel").get_by_text("Calibration: reliability and threshold drift").click()
+    page.locator("#cal-btn").click()
+    expect(page.locator("#cal-note")).to_contain_text("Drift = the threshold the same rule would pick")
+    expect(page.locator("#cal-plot")).to_contain_text(re.compile(r"Reliability on \w+ \(frame level\)"))
+    expect(page.locator("#cal-plot")).to_contain_text(re.compile(r"LN \+ Norm \(ECE \d\.\d{3}\)"))
+    cal = grid(page, "cal-table")
+    for col in ("TPR @1% FPR", "TPR @5% FPR", "ECE", "drift", "threshold here"):
+        expect(cal.get_by_role("columnheader", name=col, exact=True)).to_be_visible()
+    expect(cal.get_by_role("gridcell", name="eer", exact=True)).to_have_count(4)  # the rule, from validation
+    expect(cal.get_by_role("gridcell", name=re.compile(r"^-?0\.\d{1,4}$")).first).to_be_visible()
+    assert_fits(page, "cal-table")
+    page.locator("#cal-panel").scroll_into_view_if_needed()
+    shoot_element(page, server, "#cal-panel", "calibration")
+    # Errors: the same mistakes, then each under the method's own map
+    page.get_by_role("tab", name="Errors").click()
+    expect(page.locator("#er-note")).to_contain_text("Click a face to open it in Compare")
+    plain = thumb(page, "er-fp")
+    page.locator("#er-maps input").check()
+    page.locator("#er-btn").click()
+    expect(page.locator("#er-note")).to_contain_text(re.compile(r"each face under [\w +-]+'s Grad-CAM map"))
+    assert thumb(page, "er-fp") != plain  # the face now carries its map
+    # Hypersphere: the chosen face under its map
+    page.get_by_role("tab", name="Hypersphere").click()
+    expect(page.locator("#hs-plot")).to_contain_text("UMAP 2-D")
+    page.locator("#hs-row input").fill(str(row))
+    page.locator("#hs-map").click()
+    expect(page.locator("#hs-info")).to_contain_text("Grad-CAM map (bright = evidence for fake)")
+    expect(page.locator("#hs-info")).to_contain_text(f"Row {row}")
 
 
 def write_latencies() -> None:

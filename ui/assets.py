@@ -85,9 +85,12 @@ CSS = """
 .status-line .status.ok {background: #eef6ee; color: #1b5e20;}
 .how {color: #555; font-size: 0.92em;}
 #cmp-table table {table-layout: auto;}
-#cmp-table th, #roc-conf th, #roc-metrics th {word-break: normal; overflow-wrap: normal; white-space: normal;
-  min-width: 5.5em;}
-#cmp-table td {word-break: break-word;}
+#cmp-table th, #roc-conf th, #roc-metrics th, #cal-table th, #cmp-table th *, #roc-conf th *, #roc-metrics th *,
+#cal-table th * {word-break: normal; overflow-wrap: normal; white-space: normal;}
+#cmp-table td, #roc-conf td, #roc-metrics td, #cal-table td {word-break: normal; overflow-wrap: anywhere;}
+#cmp-table table, #roc-conf table, #roc-metrics table, #cal-table table {font-size: 13px;}
+#xp-maps .caption-label {white-space: normal; overflow: visible; text-overflow: clip; font-size: 11px;
+  line-height: 1.2;}
 #er-fp .caption-label, #er-fn .caption-label, #er-dis .caption-label {white-space: normal; overflow: visible;
   text-overflow: clip; font-size: 11px; line-height: 1.2;}
 #page-title h1 {margin-bottom: 0;}

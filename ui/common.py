@@ -122,6 +122,12 @@ def display_table(df: pd.DataFrame) -> pd.DataFrame:
     return df.astype(object).where(df.notna(), None)
 
 
+def fit_columns(columns: list[str], percent: dict[str, float]) -> list[str]:
+    """gr.Dataframe column_widths as shares of the table's width, so a table fits its box at 1400 px instead of
+    scrolling sideways (gradio otherwise sizes each column to its longest cell, unwrapped)."""
+    return [f"{percent[c]}%" if c in percent else "auto" for c in columns]
+
+
 def OpenCheckboxGroup(*args, **kwargs) -> gr.CheckboxGroup:  # noqa: N802 - used like the component it makes
     """A CheckboxGroup whose choices are filled per run (demo and Hub runs appear after the page is built):
     the service checks the values against the run, so the component accepts what a caller sends. (An

@@ -17,8 +17,13 @@ from .common import (MODEL_KW, PRIVATE, Ctx, display_table, for_visitor, for_vis
                      on_gpu, status_line)
 from .guards import guard_image_upload
 
-HOW = ("each row is one method's p(fake) for the same input; at 0.5 or above it calls the face fake. "
-       "With ground truth known, “right?” says whether it agrees. The methods differ only in what they trained.")
+HOW = ("each row is one method's p(fake) for the same input; at or above the method's own threshold (chosen on "
+       "validation, dotted in the plot; 0.5 without calibration) it calls the face fake, inside its "
+       "uncertain band (also from validation) “uncertain”. With ground truth known, “right?” says whether it agrees. The methods differ only in what "
+       "they trained.")
+# % of the table's width per column (TABLE_COLUMNS, then "right?" when the truth is known): wrapped to fit, never
+# scrolled sideways, the parameter header kept to whole words.
+TABLE_WIDTHS = (17, 9, 9, 20, 18, 13, 12)
 EXAMPLE_FACES = 8  # clickable sample faces, half real, half fake, from the shared manifest
 EXAMPLE_VIDEO = ("videos", "FF", "DF", "519_515.mp4")  # under $DFDET_SHARED
 
@@ -73,7 +78,8 @@ def build(ctx: Ctx) -> gr.Tab:
                         lab_in = gr.Radio(["any", "real", "fake"], value="any", label="Label")
                     random_btn = gr.Button("Random face")
                     with gr.Row():
-                        face_src = gr.Dropdown(source_choices(s), value=SAMPLES, label="From", allow_custom_value=True)
+                        face_src = gr.Dropdown(source_choices(s), value=SAMPLES, label="From", allow_custom_value=True,
+                                               elem_id="cmp-src")
                         face_row = gr.Number(label="Row", minimum=0, step=1, elem_id="cmp-row")
                     face_info = gr.Markdown()
                     row_btn = gr.Button("Analyse this row", elem_id="cmp-row-btn")
@@ -81,7 +87,8 @@ def build(ctx: Ctx) -> gr.Tab:
                 status = status_line("cmp-status")
                 header = gr.Markdown("Pick an example face, upload a photo or a video.", elem_id="cmp-header")
                 prob_table = gr.Dataframe(pd.DataFrame(columns=TABLE_COLUMNS), label="Probability per method",
-                                          interactive=False, wrap=True, elem_id="cmp-table")
+                                          interactive=False, wrap=True, elem_id="cmp-table",
+                                          column_widths=[f"{w}%" for w in TABLE_WIDTHS])
                 csv_btn = gr.DownloadButton("Download table (CSV)", size="sm")
                 with gr.Row():
                     original = gr.Image(label="Your photo (face boxed)", type="pil", height=220, interactive=False,
@@ -92,11 +99,17 @@ def build(ctx: Ctx) -> gr.Tab:
                 # Placeholders, not empty plots: the page fetches plotly.js at load, not at the first view.
                 bars = gr.Plot(plots.empty_figure("Scores appear here."), label="p(fake) per method")
                 timeline = gr.Plot(plots.empty_figure("Per-frame scores appear here for a video."),
-                                   label="Video: p(fake) per frame")
+                                   label="Video: p(fake) per frame", elem_id="cmp-timeline")
                 explain.panel(ctx, image_in, face_src, face_row)  # why and how sure (ui/explain.py)
 
     api_out = [crops, note, prob_table, bars, timeline, csv_btn]
     score_image, score_video, score_sample = on_gpu(s.compare.image), on_gpu(s.compare.video), on_gpu(s.compare.sample)
+
+    def thresholds() -> dict[str, float]:
+        """Each loaded method's verdict threshold by label (chosen on validation; 0.5 without calibration)."""
+        from dfdet.calibration import threshold_of
+        bank = s.store.bank
+        return {e.label: threshold_of(e.meta) for e in bank.entries.values()} if bank is not None else {}
 
     def outputs(res: CompareResult, visitor: bool = False):
         """The documented outputs. A visitor's table lists the scored methods only; the others are one line
@@ -115,7 +128,7 @@ def build(ctx: Ctx) -> gr.Tab:
             note_text += f"\n\n<span class='demo-warning'>⚠ {plots.DEMO_NOTE}</span>"
         timeline_fig = (plots.frame_timeline(pred.times, pred.frame_scores, pred.demo) if pred.times is not None
                         else plots.empty_figure("Per-frame scores appear here for a video."))
-        return (gallery, note_text, display_table(table), plots.probability_bars(pred.table, pred.demo),
+        return (gallery, note_text, display_table(table), plots.probability_bars(pred.table, pred.demo, thresholds()),
                 timeline_fig, table_csv(pred.table, pred.demo))
 
     # -- public API: outputs as documented, refusals raise --------------------------------------------------
@@ -143,24 +156,29 @@ def build(ctx: Ctx) -> gr.Tab:
     stream_video = on_gpu(s.compare.video_stream)  # per-frame scores as they come (dfdet.video_stream)
 
     def video_updates(path, what="uploaded video"):
+        """The row is cleared too: "Why and how sure" must not explain an earlier face under a video's results."""
         for res in stream_video(path, what):
-            yield shown(res, None, gr.skip() if what == "uploaded video" else None)
-    ui_video = for_visitor_stream(video_updates, len(ui_out) + 2)
+            yield *shown(res, None, gr.skip() if what == "uploaded video" else None), None
+    ui_video = for_visitor_stream(video_updates, len(ui_out) + 3)
     ui_sample = for_visitor(lambda src, r: shown(score_sample(src or SAMPLES, r), None, None), len(ui_out) + 2)
     visitor_out = [*ui_out, image_in, video_in, status]
+    video_out = [*visitor_out[:-1], face_row, status]
 
     def example(evt: gr.SelectData):
+        """An example face is a sample row: the row fields say which, so "Why and how sure" explains it."""
         row = rows[evt.index] if 0 <= evt.index < len(rows) else None
-        return ui_sample(SAMPLES, row)
+        return (*shown(score_sample(SAMPLES, row), None, None), SAMPLES, row)
+    ui_example = for_visitor(example, len(ui_out) + 4)
 
     image_btn.click(ui_image, image_in, visitor_out, api_name="_ui_image", **PRIVATE, **MODEL_KW)
     image_in.upload(ui_image, image_in, visitor_out, api_name="_on_upload", **PRIVATE, **MODEL_KW)
-    video_btn.click(ui_video, video_in, visitor_out, api_name="_ui_video", **PRIVATE, **MODEL_KW)
+    video_btn.click(ui_video, video_in, video_out, api_name="_ui_video", **PRIVATE, **MODEL_KW)
     row_btn.click(ui_sample, [face_src, face_row], visitor_out, api_name="_ui_sample", **PRIVATE, **MODEL_KW)
-    examples.select(example, None, visitor_out, api_name="_ui_example", **PRIVATE, **MODEL_KW)
+    examples.select(ui_example, None, [*visitor_out[:-1], face_src, face_row, status], api_name="_ui_example",
+                    **PRIVATE, **MODEL_KW)
     ui_example_video = for_visitor_stream(lambda: video_updates(video_example, "example video (a deepfake)"),
-                                          len(ui_out) + 2)
-    example_video_btn.click(ui_example_video, None, visitor_out, api_name="_ui_example_video",
+                                          len(ui_out) + 3)
+    example_video_btn.click(ui_example_video, None, video_out, api_name="_ui_example_video",
                             **PRIVATE, **MODEL_KW)
     random_btn.click(for_visitor(api_random_face, 3), [ds_in, src_in, lab_in], [face_src, face_row, face_info, status],
                      api_name="_ui_random", **PRIVATE).success(

@@ -5,6 +5,7 @@ import gradio as gr
 
 from dfdet.viz import plots
 from dfdet.viz.media import image_file
+from dfdet.viz.store import md_escape
 
 from .common import MODEL_KW, PRIVATE, Ctx, for_visitor, friendly, how_to_read, open_dropdown, status_line
 from .runs import first_run, run_methods, run_names
@@ -23,7 +24,7 @@ def build(ctx: Ctx) -> gr.Tab:
         with gr.Row():
             run = open_dropdown(run_names(s), r0, label="Run", elem_id="er-run")
             method = open_dropdown(m0, m0[0][1] if m0 else None, label="Method", elem_id="er-method")
-            dataset = open_dropdown(["all"] + s.roc.datasets(r0), "all", label="Dataset")
+            dataset = open_dropdown(["all"] + s.roc.datasets(r0), "all", label="Dataset", elem_id="er-dataset")
             threshold = gr.Slider(0, 1, value=0.5, step=0.01, label="Threshold on p(fake)")
             dedup = gr.Checkbox(value=True, label="One face per video")
             with_maps = gr.Checkbox(value=False, label="With saliency maps (Grad-CAM; slower, cached)",
@@ -54,6 +55,9 @@ def build(ctx: Ctx) -> gr.Tab:
             n = cases.totals[k]
             parts.append(f"none at threshold {t:.2f}" if n == 0 else f"{n} {what}, {len(found[k])} shown")
         demo = s.store.run_is_demo(s.store.run(run_name))
+        if maps:
+            label = {v: k for k, v in run_methods(s, run_name)}.get(method_name, method_name)
+            parts.append(f"each face under {md_escape(label)}'s Grad-CAM map (bright = evidence for *fake*)")
         text = ("; ".join(parts) + " (most confident first). Click a face to open it in Compare."
                 + (f" <span class='demo-warning'>⚠ {plots.DEMO_NOTE}</span>" if demo else ""))
         return *out, found, text

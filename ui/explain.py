@@ -43,9 +43,10 @@ def panel(ctx: Ctx, image_in: gr.Image, face_src: gr.Dropdown, face_row: gr.Numb
                           allow_preview=True, object_fit="contain", elem_id="xp-maps")
         curves = gr.Plot(plots.empty_figure("Deletion / insertion curves appear here."), label="Faithfulness",
                          elem_id="xp-curves")
-        probe_note = gr.Markdown(elem_id="xp-probe-note")
-        probe_plot = gr.Plot(plots.empty_figure("The robustness probe appears here."), label="Robustness probe",
-                             elem_id="xp-probe")
+        with gr.Column(elem_id="xp-probe-block"):
+            probe_note = gr.Markdown(elem_id="xp-probe-note")
+            probe_plot = gr.Plot(plots.empty_figure("The robustness probe appears here."), label="Robustness probe",
+                                 elem_id="xp-probe")
 
     def show_maps(upload, source, row, k, ma, mb):
         from dfdet.viz.media import image_file
@@ -78,25 +79,28 @@ CAL_HOW = ("each method's threshold was chosen on validation; on a test set a we
            "Celeb-DF).")
 
 
+CAL_WIDTHS = {"method": 10, "dataset": 6, "n": 4, "threshold": 7.5, "rule": 7, "threshold here": 7.5, "drift": 7,
+              "FPR at threshold": 7.5, "TPR at threshold": 7.5, "TPR @1% FPR": 6.5, "TPR @5% FPR": 6.5, "ECE": 5.5,
+              "ECE (temperature)": 9.5, "uncertain": 7.5}  # % of the table's width (14 columns, full width)
+
+
 def calibration_panel(ctx: Ctx, run, datasets, level) -> None:
     """Built inside the ROC browser: the reliability diagram and the threshold drift per method x test set."""
     import pandas as pd
 
     from dfdet.viz.services.explain import CALIBRATION_COLUMNS
-    from .common import display_table
+    from .common import display_table, fit_columns
     s = ctx.session
     with gr.Accordion("Calibration: reliability and threshold drift", open=False, elem_id="cal-panel"):
         how_to_read(CAL_HOW)
         btn = gr.Button("Show calibration", elem_id="cal-btn")
         status = status_line("cal-status")
         note = gr.Markdown(elem_id="cal-note")
-        with gr.Row():
-            with gr.Column(scale=2):
-                fig = gr.Plot(plots.empty_figure("The reliability diagram appears here."), label="Reliability",
-                              elem_id="cal-plot")
-            with gr.Column(scale=3):
-                table = gr.Dataframe(pd.DataFrame(columns=CALIBRATION_COLUMNS), interactive=False, wrap=True,
-                                     label="Validation threshold on each test set", elem_id="cal-table")
+        fig = gr.Plot(plots.empty_figure("The reliability diagram appears here."), label="Reliability",
+                      elem_id="cal-plot")
+        table = gr.Dataframe(pd.DataFrame(columns=CALIBRATION_COLUMNS), interactive=False, wrap=True,
+                             label="Validation threshold on each test set", elem_id="cal-table",
+                             column_widths=fit_columns(CALIBRATION_COLUMNS, CAL_WIDTHS))
 
     def view(run_name, ds, lvl):
         v = s.explain.calibration(run_name, ds, lvl)

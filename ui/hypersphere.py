@@ -5,7 +5,7 @@ import gradio as gr
 
 from dfdet.viz import about
 from dfdet.viz.media import image_file
-from dfdet.viz.store import COLOR_BY
+from dfdet.viz.store import COLOR_BY, md_escape
 
 from .common import MODEL_KW, PRIVATE, Ctx, for_visitor, friendly, how_to_read, on_gpu, open_dropdown, status_line
 from .runs import default_method, first_run, run_methods, run_names
@@ -36,7 +36,7 @@ def build(ctx: Ctx) -> gr.Tab:
                 plot = gr.Plot(label="Embeddings on the hypersphere (UMAP)", elem_id="hs-plot")
             with gr.Column(scale=1):
                 image = gr.Image(label="Chosen face", type="pil", height=224, interactive=False)
-                info = gr.Markdown("Hover a point to see the face; click it to show it here.")
+                info = gr.Markdown("Hover a point to see the face; click it to show it here.", elem_id="hs-info")
                 click = gr.Textbox(visible="hidden", elem_id="hs-click")
                 row = gr.Number(label="Row", minimum=0, step=1, elem_id="hs-row")
                 with gr.Row():
@@ -109,15 +109,22 @@ def build(ctx: Ctx) -> gr.Tab:
                  api_name="_hs_click", **PRIVATE)
     show_row.click(for_visitor(lambda *x: point(*x)[:2], 2), [run, method, row], [image, info, status],
                    api_name="_ui_point", **PRIVATE)
+
     def face_map(run_name, method_name, r):
         """The row's face under the chosen method's own Grad-CAM map (services/explain.py; cached in the run)."""
         if r in (None, ""):
             raise gr.Error("type a row number (or click a point, then its row) first", print_exception=False)
-        face, _ = s.store.face(f"run:{run_name}", r)
-        return image_file(s.explain.with_map(run_name, pick(run_name, method_name), int(float(r)), face))
+        _, text_, r = point(run_name, method_name, r)
+        m = pick(run_name, method_name)
+        face = s.store.face(f"run:{run_name}", r)[0]
+        mapped = s.explain.with_map(run_name, m, r, face)  # the face itself when the method has no patch map
+        label = md_escape({v: k for k, v in run_methods(s, run_name)}.get(m, m))
+        what = (f"Under **{label}**'s Grad-CAM map (bright = evidence for *fake*)." if mapped is not face
+                else f"{label} has no saliency map here (text-guided, or not loaded).")
+        return image_file(mapped), f"{what}\n\n{text_}"
 
-    map_row.click(for_visitor(face_map, 1), [run, method, row], [image, status], api_name="_ui_hs_map", **PRIVATE,
-                  **MODEL_KW)
+    map_row.click(for_visitor(face_map, 2), [run, method, row], [image, info, status], api_name="_ui_hs_map",
+                  **PRIVATE, **MODEL_KW)
     to_a.click(lambda r: r, row, a, api_name="_to_a", **PRIVATE)
     to_b.click(lambda r: r, row, b, api_name="_to_b", **PRIVATE)
     rand.click(for_visitor(s.sphere.random_pair, 2), [run, kind], [a, b, status], api_name="_ui_pair", **PRIVATE)

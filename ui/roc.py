@@ -7,10 +7,14 @@ import pandas as pd
 from dfdet.viz import roc
 
 from . import explain
-from .common import PRIVATE, Ctx, OpenCheckboxGroup, display_table, for_visitor, friendly, how_to_read, open_dropdown, \
-    status_line
+from .common import PRIVATE, Ctx, OpenCheckboxGroup, display_table, fit_columns, for_visitor, friendly, how_to_read, \
+    open_dropdown, status_line
 from .runs import first_run, run_methods, run_names
 
+CONF_WIDTHS = {"method": 16, "dataset": 10, "threshold": 9, "TP": 7, "FP": 7, "TN": 7, "FN": 7, "precision": 12,
+               "recall": 12, "F1": 12}  # % of the table's width
+METRIC_WIDTHS = {"method": 11, "dataset": 6.5, "n real": 5, "n fake": 5, "auroc": 5.5, "auroc 95% CI": 10.5,
+                 roc.METRIC_COLUMNS[2]: 7.5, "TPR 95% CI": 10.5, "ap_fake": 6, "map_macro": 7.5, "eer": 5, "note": 19}
 HOW = ("a curve closer to the top-left corner separates real from fake better; the dot on each curve is the "
        "threshold below. Read every number with its n and 95% interval: with few videos, 1.000 can be luck.")
 
@@ -31,16 +35,15 @@ def build(ctx: Ctx) -> gr.Tab:
             threshold = gr.Slider(0, 1, value=0.5, step=0.01, label="Threshold on p(fake)", elem_id="roc-thr")
             btn = gr.Button("Show ROC", variant="primary", elem_id="roc-btn")
         status = status_line("roc-status")
-        with gr.Row():
-            with gr.Column(scale=3):
-                plot = gr.Plot(label="ROC curves", elem_id="roc-plot")
-            with gr.Column(scale=2):
-                conf = gr.Dataframe(pd.DataFrame(columns=roc.CONFUSION_COLUMNS), elem_id="roc-conf",
-                                    label="Counts at the threshold (recomputed from the predictions)",
-                                    interactive=False, wrap=True)
+        plot = gr.Plot(label="ROC curves", elem_id="roc-plot")
+        # Full width, columns as shares of it: ten counts and rates beside the plot scrolled sideways at 1400 px.
+        conf = gr.Dataframe(pd.DataFrame(columns=roc.CONFUSION_COLUMNS), elem_id="roc-conf",
+                            label="Counts at the threshold (recomputed from the predictions)", interactive=False,
+                            wrap=True, column_widths=fit_columns(roc.CONFUSION_COLUMNS, CONF_WIDTHS))
         metrics = gr.Dataframe(pd.DataFrame(columns=roc.TABLE_COLUMNS), elem_id="roc-metrics", wrap=True,
                                label=f"Threshold-free metrics: n per class, AUROC and TPR at {roc.TARGET_FPR:.0%} FPR "
-                                     f"with 95% bootstrap intervals ({roc.N_BOOT} resamples)", interactive=False)
+                                     f"with 95% bootstrap intervals ({roc.N_BOOT} resamples)", interactive=False,
+                               column_widths=fit_columns(roc.TABLE_COLUMNS, METRIC_WIDTHS))
         explain.calibration_panel(ctx, run, datasets, level)  # reliability and threshold drift (ui/explain.py)
 
     def view(run_name, ms, ds, lvl, thr):

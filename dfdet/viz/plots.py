@@ -45,23 +45,37 @@ def empty_figure(message: str) -> go.Figure:
     return fig
 
 
-def probability_bars(table: pd.DataFrame, demo: bool) -> go.Figure:
-    """p_fake per method (rows with a score, the one method order), coloured by method, with the 0.5 line.
+def probability_bars(table: pd.DataFrame, demo: bool, thresholds: dict[str, float] | None = None) -> go.Figure:
+    """p_fake per method (rows with a score, the one method order), coloured by method, with the decision line.
 
-    The value sits inside the bar's top and the 0.5 label at the right edge, so the line never strikes
-    a label through."""
+    The word in each bar is the table's verdict (the method's own calibrated threshold, "uncertain" in its
+    band), so the plot never contradicts the table. `thresholds` (label -> threshold): a dotted tick at each
+    method's threshold over its bar; without them, one 0.5 line. The value sits inside the bar's top and
+    the line's label at the right edge, so the line never strikes a label through."""
     from .style import label_colors
     scored = table.dropna(subset=["p_fake"])
     if scored.empty:
         return empty_figure("No method has a score: see the table for what is missing.")
     colors = label_colors()
+    verdicts = (scored["verdict"].astype(str).str.split(" ").str[0] if "verdict" in scored
+                else pd.Series([""] * len(scored), index=scored.index))
+    words = [v or ("fake" if p >= 0.5 else "real") for v, p in zip(verdicts, scored["p_fake"])]
     fig = go.Figure(go.Bar(x=_l(scored["method"]), y=_l(scored["p_fake"]),
                            marker_color=[colors.get(m, "#777") for m in scored["method"]],
-                           text=[f"{p:.3f} {'fake' if p >= 0.5 else 'real'}" for p in scored["p_fake"]],
+                           text=[f"{p:.3f} {w}" for p, w in zip(scored["p_fake"], words)],
                            textposition="inside", insidetextanchor="end", textfont=dict(color="white"),
                            hovertemplate="%{x}<br>p_fake %{y:.4f}<extra></extra>"))
-    fig.add_hline(y=0.5, line_dash="dot", line_color="#555", annotation_text="0.5 = decision",
-                  annotation_position="right", layer="below")
+    own = {m: float(thresholds[m]) for m in scored["method"] if thresholds and m in thresholds}
+    if own and any(abs(t - 0.5) > 1e-9 for t in own.values()):
+        for i, m in enumerate(scored["method"]):
+            if m in own:
+                fig.add_shape(type="line", x0=i - 0.48, x1=i + 0.48, y0=own[m], y1=own[m], xref="x", yref="y",
+                              line=dict(color="#222", dash="dot", width=2))
+        fig.add_annotation(text="dotted: each method's threshold", xref="paper", yref="paper", x=1, y=1.02,
+                           showarrow=False, xanchor="right", yanchor="bottom", font=dict(size=11, color="#555"))
+    else:
+        fig.add_hline(y=0.5, line_dash="dot", line_color="#555", annotation_text="0.5 = decision",
+                      annotation_position="right", layer="below")
     return _layout(fig, "p(fake) per method", demo, yaxis=dict(range=[0, 1.0], title="p(fake)"), height=320,
                    margin=dict(l=50, r=90, t=70, b=45))
 

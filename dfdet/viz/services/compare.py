@@ -102,9 +102,12 @@ class CompareService:
 
 
 def add_correctness(pred: compare.Prediction, truth: str) -> None:
-    """A "right?" column next to the verdict when the ground truth is known (empty for unscored methods)."""
-    verdicts = pred.table["verdict"].astype(str)
-    pred.table["right?"] = ["" if not v else ("✓ right" if v.split(" ")[0] == truth else "✗ wrong") for v in verdicts]
+    """A "right?" column next to the verdict when the ground truth is known (empty for unscored methods;
+    an "uncertain" verdict is neither right nor wrong)."""
+    def right(v: str) -> str:
+        word = v.split(" ")[0]
+        return "" if not v else "– uncertain" if word == "uncertain" else "✓ right" if word == truth else "✗ wrong"
+    pred.table["right?"] = [right(v) for v in pred.table["verdict"].astype(str)]
 
 
 def boxed(image: Image.Image, box) -> Image.Image | None:

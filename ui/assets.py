@@ -87,8 +87,7 @@ CSS = """
 #cmp-table table {table-layout: auto;}
 #cmp-table th, #roc-conf th, #roc-metrics th, #cal-table th, #cmp-table th *, #roc-conf th *, #roc-metrics th *,
 #cal-table th * {word-break: normal; overflow-wrap: normal; white-space: normal;}
-#cmp-table td, #roc-conf td, #roc-metrics td, #cal-table td {word-break: normal; overflow-wrap: anywhere;}
-#cmp-table table, #roc-conf table, #roc-metrics table, #cal-table table {font-size: 13px;}
+#cmp-table, #roc-conf, #roc-metrics, #cal-table {--input-text-size: 13px;}
 #xp-maps .caption-label {white-space: normal; overflow: visible; text-overflow: clip; font-size: 11px;
   line-height: 1.2;}
 #er-fp .caption-label, #er-fn .caption-label, #er-dis .caption-label {white-space: normal; overflow: visible;

@@ -35,6 +35,9 @@ class Ctx:
     session: Session
     tabs: gr.Tabs | None = None
     run_lists: list = field(default_factory=list)  # run dropdowns refreshed when runs appear (demo, Hub)
+    # (fn(run) -> updates, outputs): what follows a run choice (its methods), set in the same update as the run
+    # list, so a run's change event never lands after a shared link's selection and resets it
+    run_followers: list = field(default_factory=list)
     face_source: gr.Dropdown | None = None  # Compare's face source: runs appear here too
     face_row: gr.Number | None = None
     compare_open: Callable | None = None  # (source, row) -> Compare outputs: open a face in Compare

@@ -66,10 +66,13 @@ def build(ctx: Ctx) -> gr.Tab:
         fp_, fn_, dis_, _, text = view(run_name, method_name, ds, thr, False)
         return fp_, fn_, dis_, text
 
-    def on_run(run_name):
+    def on_run(run_name, current=None, current_ds=None):
+        """The run's methods and datasets; what is shown stays when the run has it (a link's choice is not reset)."""
         ms = run_methods(s, run_name)
-        return (gr.Dropdown(choices=ms, value=ms[0][1] if ms else None),
-                gr.Dropdown(choices=["all"] + s.roc.datasets(run_name), value="all"))
+        sets = ["all"] + s.roc.datasets(run_name)
+        keep = current and current in [v for _, v in ms]
+        return (gr.Dropdown(choices=ms) if keep else gr.Dropdown(choices=ms, value=ms[0][1] if ms else None),
+                gr.Dropdown(choices=sets) if current_ds in sets else gr.Dropdown(choices=sets, value="all"))
 
     def opener(kind):
         def open_face(run_name, found, evt: gr.SelectData):
@@ -82,7 +85,8 @@ def build(ctx: Ctx) -> gr.Tab:
 
     inputs = [run, method, dataset, threshold, dedup, with_maps]
     outputs = [fp, fn, dis, rows, note]
-    run.change(on_run, run, [method, dataset], api_name="_err_run", **PRIVATE)
+    run.change(on_run, [run, method, dataset], [method, dataset], api_name="_err_run", **PRIVATE)
+    ctx.run_followers.append((on_run, [method, dataset]))
     btn.click(for_visitor(view, len(outputs)), inputs, [*outputs, status], api_name="_ui_errors", **PRIVATE)
     for gallery, kind in zip((fp, fn, dis), KINDS):
         gallery.select(opener(kind), [run, rows], [ctx.tabs, ctx.face_source, ctx.face_row],

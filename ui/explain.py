@@ -79,9 +79,9 @@ CAL_HOW = ("each method's threshold was chosen on validation; on a test set a we
            "Celeb-DF).")
 
 
-CAL_WIDTHS = {"method": 10, "dataset": 6, "n": 4, "threshold": 7.5, "rule": 7, "threshold here": 7.5, "drift": 7,
-              "FPR at threshold": 7.5, "TPR at threshold": 7.5, "TPR @1% FPR": 6.5, "TPR @5% FPR": 6.5, "ECE": 5.5,
-              "ECE (temperature)": 9.5, "uncertain": 7.5}  # % of the table's width (14 columns, full width)
+CAL_WIDTHS = {"method": 8.5, "dataset": 7, "n": 4, "threshold": 7.5, "rule": 7, "threshold here": 7.5, "drift": 6.5,
+              "FPR at threshold": 7.5, "TPR at threshold": 7.5, "TPR @1% FPR": 6.5, "TPR @5% FPR": 6.5, "ECE": 6,
+              "ECE (temperature)": 10.5, "uncertain": 7.5}  # % of the table's width (14 columns, full width, 13 px)
 
 
 def calibration_panel(ctx: Ctx, run, datasets, level) -> None:

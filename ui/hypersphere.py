@@ -97,12 +97,16 @@ def build(ctx: Ctx) -> gr.Tab:
                     "some seconds; then cached on disk)…</div>")
         return ""
 
-    def on_run(run_name):
+    def on_run(run_name, current=None):
+        """The run's methods; the method shown stays when the run has it (a link's choice is not reset)."""
         methods = run_methods(s, run_name)
+        if current and current in [v for _, v in methods]:
+            return gr.Dropdown(choices=methods)
         return gr.Dropdown(choices=methods, value=default_method(methods))
 
     sphere_in = [run, method, color, dims]
-    run.change(on_run, run, method, api_name="_hs_run", **PRIVATE)
+    run.change(on_run, [run, method], method, api_name="_hs_run", **PRIVATE)
+    ctx.run_followers.append((on_run, [method]))
     show.click(cold_note, [run, method, dims], status, api_name="_hs_cold", **PRIVATE, show_progress="hidden").then(
         for_visitor(figure, 1), sphere_in, [plot, status], api_name="_ui_hs", **PRIVATE)
     click.change(for_visitor(lambda *x: point(*x)[:2], 2), [run, method, click], [image, info, status],

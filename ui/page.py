@@ -64,13 +64,14 @@ def build_app(session: Session) -> gr.Blocks:
                        api_name=f"_tab_{tid}", **PRIVATE, show_progress="hidden")
 
         # -- status: at load, and every 2 s while models load or demo mode is built ------------------------------
-        run_lists = [*ctx.run_lists, ctx.face_source]
+        run_lists = [*ctx.run_lists, ctx.face_source, *[o for _, outs in ctx.run_followers for o in outs]]
 
         def lists():
             from .compare import source_choices
             names, r0 = run_names(s), first_run(s)
+            follow = [u for fn, outs in ctx.run_followers for u in (fn(r0) if len(outs) > 1 else (fn(r0),))]
             return (*[gr.Dropdown(choices=names, value=r0)] * len(ctx.run_lists),
-                    gr.Dropdown(choices=source_choices(s)))
+                    gr.Dropdown(choices=source_choices(s)), *follow)
 
         def refresh():
             return (s.startup.status_line(), s.startup.details(), gr.Row(visible=offer_demo(s)),

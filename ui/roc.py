@@ -13,8 +13,8 @@ from .runs import first_run, run_methods, run_names
 
 CONF_WIDTHS = {"method": 16, "dataset": 10, "threshold": 9, "TP": 7, "FP": 7, "TN": 7, "FN": 7, "precision": 12,
                "recall": 12, "F1": 12}  # % of the table's width
-METRIC_WIDTHS = {"method": 11, "dataset": 6.5, "n real": 5, "n fake": 5, "auroc": 5.5, "auroc 95% CI": 10.5,
-                 roc.METRIC_COLUMNS[2]: 7.5, "TPR 95% CI": 10.5, "ap_fake": 6, "map_macro": 7.5, "eer": 5, "note": 19}
+METRIC_WIDTHS = {"method": 10, "dataset": 7, "n real": 5, "n fake": 5, "auroc": 5.5, "auroc 95% CI": 10.5,
+                 roc.METRIC_COLUMNS[2]: 8, "TPR 95% CI": 10.5, "ap_fake": 6.5, "map_macro": 8, "eer": 5.5, "note": 18.5}
 HOW = ("a curve closer to the top-left corner separates real from fake better; the dot on each curve is the "
        "threshold below. Read every number with its n and 95% interval: with few videos, 1.000 can be luck.")
 

@@ -31,6 +31,7 @@ DOCS = REPO / "docs" / "screenshots"
 TIMEOUT = 60_000  # ms: the first UMAP fit on a busy 2-core machine can take a while
 UPDATE = os.environ.get("DFDET_UPDATE_SCREENSHOTS") == "1"
 LATENCY: dict[str, list[float]] = {}
+LOAD_AT_START = os.getloadavg()  # the latency block names the machine's load at both ends
 BEGIN, END = "<!-- browser-latency:begin -->", "<!-- browser-latency:end -->"
 
 
@@ -412,10 +413,14 @@ def write_latencies() -> None:
     import statistics
     lines = [BEGIN, "## Per-action latency in the browser (Playwright, headless Chromium, demo mode)", "",
              "- command: `DFDET_UPDATE_SCREENSHOTS=1 python -m pytest -m browser tests/test_browser.py`",
-             f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average at the end: "
+             f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average (1/5/15 min) at the start: "
+             f"{'/'.join(f'{x:.1f}' for x in LOAD_AT_START)}, at the end: "
              f"{'/'.join(f'{x:.1f}' for x in os.getloadavg())}; tiny random-weight backbone (times of the UI path, "
              "not of ViT-L/14)", "", "| action | median s | n |", "|---|---|---|"]
     lines += [f"| {k} | {statistics.median(v):.2f} | {len(v)} |" for k, v in LATENCY.items()]
+    lines += ["", "Single measurements (n = 1 except the page loads) on a 2-core machine shared with other work: the "
+              "absolute times vary with its load. The example video is played only in this run (with "
+              "`DFDET_UPDATE_SCREENSHOTS=1`), not in every suite run."]
     lines.append(END)
     out = REPO / "bench" / "results_dashboard.md"
     text = out.read_text()

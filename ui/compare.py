@@ -18,9 +18,9 @@ from .common import (MODEL_KW, PRIVATE, Ctx, display_table, for_visitor, for_vis
 from .guards import guard_image_upload
 
 HOW = ("each row is one method's p(fake) for the same input; at or above the method's own threshold (chosen on "
-       "validation, dotted in the plot; 0.5 without calibration) it calls the face fake, inside its "
-       "uncertain band (also from validation) “uncertain”. With ground truth known, “right?” says whether it agrees. The methods differ only in what "
-       "they trained.")
+       "validation, dotted in the plot; 0.5 without calibration) it calls the face fake, inside its uncertain band "
+       "(also from validation) “uncertain”. With ground truth known, “right?” says whether it agrees. The methods "
+       "differ only in what they trained.")
 # % of the table's width per column (TABLE_COLUMNS, then "right?" when the truth is known): wrapped to fit, never
 # scrolled sideways, the parameter header kept to whole words.
 TABLE_WIDTHS = (17, 9, 9, 20, 18, 13, 12)

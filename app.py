@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"app.py: {err}")
     # gradio's uploads and outputs go to this instance's own folder: the next start deletes it after a kill -9
     os.environ["GRADIO_TEMP_DIR"] = str(app_temp_dir())
+    from dfdet import heap
+    heap.limit_arenas()  # before the worker threads exist; with the trimmer below, freed memory goes back (dfdet.heap)
     session = Session(config_from_args(args), load_models=False)
     app = build_app(session)
     launch(app, upload_limits=limits, server_name=args.host, server_port=args.port, prevent_thread_lock=True)
@@ -113,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     session.load_models_async()
     if session.cfg.warm_up:
         session.start_warm_up()
+    heap.start_trimmer()
     serve_until_stopped(app)
 
 

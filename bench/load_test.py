@@ -10,6 +10,7 @@ queue holds.
 
     python bench/load_test.py                                   # 50 clients x 20 requests -> bench/results_load.md
     python bench/load_test.py --clients 8 --requests 5 --out /tmp/load_smoke.md   # a smoke run
+    python bench/load_test.py --trace-memory 8     # + where the server's memory went (tracemalloc, malloc)
 
 Scores are meaningless (random weights): this measures the serving, not the detector.
 """
@@ -104,13 +105,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(art: dict[str, Path], work: Path) -> tuple[subprocess.Popen, str]:
+def start_server(art: dict[str, Path], work: Path, trace_frames: int = 0) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [sys.executable, "app.py", "--runs", str(art["runs"]), "--checkpoints", str(art["checkpoints"]),
+    app = ["bench/load_test.py", "--serve-traced", str(trace_frames)] if trace_frames else ["app.py"]
+    cmd = [sys.executable, *app, "--runs", str(art["runs"]), "--checkpoints", str(art["checkpoints"]),
            "--model", "dfdet-tiny-vit", "--pretrained", "none", "--cache-dir", str(work / "cache"), "--demo", "off",
            "--host", "127.0.0.1", "--port", str(port), "--no-warm-up", "--methods", *METHODS]
     env = {**os.environ, "GRADIO_TEMP_DIR": str(work / "gradio"), "GRADIO_ANALYTICS_ENABLED": "False",
-           "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+           "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", TRACE_DIR: str(work / "trace")}
     log = open(work / "server.log", "w")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -125,6 +127,82 @@ def start_server(art: dict[str, Path], work: Path) -> tuple[subprocess.Popen, st
             proc.kill()
             sys.exit(f"the app did not start; see {work / 'server.log'}")
         time.sleep(0.2)
+
+
+# -- where the memory goes (--trace-memory) -------------------------------------------------------------
+TRACE_DIR = "DFDET_LOAD_TRACE_DIR"  # the traced server writes its snapshots here
+
+
+def mallinfo() -> dict[str, int]:
+    """glibc's heap totals: bytes in use, free but kept in the arenas, and mmapped (what tracemalloc cannot see:
+    torch and numpy buffers, and memory freed by Python but not returned to the system)."""
+    import ctypes
+    fields = ["arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+              "keepcost"]
+
+    class Info(ctypes.Structure):
+        _fields_ = [(f, ctypes.c_size_t) for f in fields]
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = Info
+        info = libc.mallinfo2()
+    except (OSError, AttributeError):
+        return {}
+    return {"in_use": info.uordblks + info.hblkhd, "free_in_arenas": info.fordblks, "mmapped": info.hblkhd}
+
+
+def serve_traced(frames: int, app_argv: list[str]) -> None:
+    """Run app.py; the first SIGUSR1 starts tracemalloc (FRAMES deep), the second writes a snapshot: what was
+    allocated in between and is still alive. Each also writes glibc's heap totals. Into $DFDET_LOAD_TRACE_DIR."""
+    import runpy
+    import tracemalloc
+    folder = Path(os.environ[TRACE_DIR])
+    folder.mkdir(parents=True, exist_ok=True)
+    count = iter(range(10 ** 6))
+
+    def on_signal(signum, frame):
+        n = next(count)
+        (folder / f"malloc_{n}.json").write_text(json.dumps(mallinfo()))
+        if n == 0:
+            tracemalloc.start(frames)
+            (folder / "tracing").write_text("")
+            return
+        tracemalloc.take_snapshot().dump(str(folder / ".snapshot.tmp"))
+        os.replace(folder / ".snapshot.tmp", folder / "snapshot.pickle")
+    signal.signal(signal.SIGUSR1, on_signal)
+    sys.argv = ["app.py", *app_argv]
+    runpy.run_path(str(REPO / "app.py"), run_name="__main__")
+
+
+def trace_signal(proc: subprocess.Popen, work: Path, name: str) -> None:
+    """Signal the traced server and wait until it has written `name` (tracing started, or the snapshot)."""
+    path = work / "trace" / name
+    proc.send_signal(signal.SIGUSR1)
+    while not path.is_file():
+        if proc.poll() is not None:
+            sys.exit("the traced server died")
+        time.sleep(0.5)
+
+
+def trace_report(work: Path, top: int = 25) -> str:
+    """Python allocations made during the load run and still alive after it (our own snapshot, written above),
+    by line and by call stack, and glibc's heap totals before and after."""
+    import tracemalloc
+    snap = tracemalloc.Snapshot.load(str(work / "trace" / "snapshot.pickle"))
+    snap = snap.filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+    stats = snap.statistics("lineno")
+    total = sum(st.size for st in stats)
+    m0, m1 = (json.loads((work / "trace" / f"malloc_{n}.json").read_text()) for n in (0, 1))
+    lines = [f"Python allocations made during the run and still alive after it (tracemalloc): {total / 2 ** 20:.1f} MB",
+             "", "glibc heap, MB (before -> after): " + ", ".join(
+                 f"{k} {m0.get(k, 0) / 2 ** 20:.1f} -> {m1.get(k, 0) / 2 ** 20:.1f}" for k in m1), "",
+             f"Top {top} lines:"]
+    lines += [f"  {st.size / 2 ** 20:8.2f} MB {st.count:7d} blocks  {st.traceback[0]}" for st in stats[:top]]
+    lines += ["", "Top 8 call stacks:"]
+    for st in snap.statistics("traceback")[:8]:
+        lines += [f"  {st.size / 2 ** 20:.2f} MB {st.count} blocks"]
+        lines += [f"      {f}" for f in st.traceback.format()[-16:]]
+    return "\n".join(lines)
 
 
 def rss_mb(pid: int) -> float:
@@ -235,8 +313,15 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 def connect(url: str, n: int) -> list:
     """n clients, each its own gradio session (a visitor)."""
+    return [new_client(url) for _ in range(n)]
+
+
+def new_client(url: str):
+    """A gradio_client with a long HTTP timeout: on a loaded machine an upload can take longer than httpx's 5 s
+    default, which is the client giving up, not the server failing (latencies are reported as measured)."""
     from gradio_client import Client
-    return [Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="dfdet_load_")) for _ in range(n)]
+    return Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="dfdet_load_"),
+                  httpx_kwargs={"timeout": 300})
 
 
 def run_load(url: str, ctx: Context, clients: int | list, requests: int,
@@ -319,8 +404,7 @@ def warm(url: str, ctx: Context, clients: list) -> float:
     """Before anything is measured: every endpoint twice (every method's projection fitted), then a short
     burst of the load's own clients, so first-use costs (numba, UMAP, caches, worker threads, the
     clients' sessions) are not counted as growth."""
-    from gradio_client import Client
-    client = Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="dfdet_load_"))
+    client = new_client(url)
     t0 = time.perf_counter()
     while "Loading" in client.predict(api_name="/status")[0]:
         if time.perf_counter() - t0 > 300:
@@ -363,13 +447,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--visitors", type=int, default=25, help="new sessions after the run, to measure memory per visitor")
     p.add_argument("--work", default="", help="folder for artifacts, caches and the server log (default: a temp dir)")
     p.add_argument("--out", default=str(REPO / "bench" / "results_load.md"), help="results markdown file")
+    p.add_argument("--trace-memory", type=int, default=0, metavar="FRAMES",
+                   help="trace the server's Python allocations (FRAMES deep) during the load run and write what is "
+                        "still alive after it to OUT.trace.txt (slower: for finding a leak, not for the numbers)")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--serve-traced"]:
+        serve_traced(int(argv[1]), argv[2:])
+        return 0
     args = p.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="dfdet_load_"))
     work.mkdir(parents=True, exist_ok=True)
     t_build = time.perf_counter()
     art = build_artifacts(work)
     t_build = time.perf_counter() - t_build
-    proc, url = start_server(art, work)
+    proc, url = start_server(art, work, args.trace_memory)
     try:
         ctx = context(url, art)
         rss_start = rss_mb(proc.pid)
@@ -377,9 +468,16 @@ def main(argv: list[str] | None = None) -> int:
         warm_s = warm(url, ctx, clients)
         time.sleep(1.0)
         rss_before = rss_mb(proc.pid)
+        if args.trace_memory:
+            trace_signal(proc, work, "tracing")
         report = run_load(url, ctx, clients, args.requests, seed=2)
         time.sleep(2.0)
         rss_after = rss_mb(proc.pid)
+        if args.trace_memory:
+            trace_signal(proc, work, "snapshot.pickle")
+            trace = trace_report(work)
+            Path(args.out + ".trace.txt").write_text(f"RSS {rss_before:.1f} -> {rss_after:.1f} MB\n\n{trace}\n")
+            print(trace)
         visitors = new_visitors(url, ctx, args.visitors)
         time.sleep(1.0)
         rss_visitors = rss_mb(proc.pid)

@@ -555,6 +555,9 @@ def render(args, report: LoadReport, memory: dict, visitors: LoadReport, over: d
         f"| per new visitor (gradio keeps each session's last outputs) | {per_visitor:+.2f} |",
         f"| after the overload burst | {memory['end']:.1f} |",
         "",
+        f"Memory target: the server grew **{growth:+.1f} MB** over the run, which "
+        f"**{'meets' if growth < MEMORY_LIMIT_MB else 'misses'} the {MEMORY_LIMIT_MB} MB target**.",
+        "",
         f"Sessions kept in memory are capped at STATE_SESSIONS = {sessions} (app.py), so visitor state is bounded "
         f"at about {sessions} x {max(per_visitor, 0):.2f} MB = {sessions * max(per_visitor, 0):.0f} MB; gradio's "
         "default would keep 10,000.",

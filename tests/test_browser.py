@@ -186,6 +186,7 @@ def test_hypersphere_hover_pick_slerp_and_refusals(page, server):
     page.mouse.click(x, y)
     rec = server["session"].run(server["run"]).predictions.iloc[int(row)]
     expect(page.get_by_text(rec["path"]).first).to_be_visible()  # the clicked face, shown large
+    expect(page.locator("#hs-row input")).to_have_value(row)  # and its row: "Use as A/B" and "Its map" act on it
     page.locator("#sl-a input").fill("2")
     page.locator("#sl-b input").fill("2")
     page.locator("#sl-btn").click()

@@ -109,8 +109,9 @@ def build(ctx: Ctx) -> gr.Tab:
     ctx.run_followers.append((on_run, [method]))
     show.click(cold_note, [run, method, dims], status, api_name="_hs_cold", **PRIVATE, show_progress="hidden").then(
         for_visitor(figure, 1), sphere_in, [plot, status], api_name="_ui_hs", **PRIVATE)
-    click.change(for_visitor(lambda *x: point(*x)[:2], 2), [run, method, click], [image, info, status],
-                 api_name="_hs_click", **PRIVATE)
+    # a click fills the row too: "Its map", "Use as A" and "Use as B" then act on the face just picked
+    click.change(for_visitor(point, 3), [run, method, click], [image, info, row, status], api_name="_hs_click",
+                 **PRIVATE)
     show_row.click(for_visitor(lambda *x: point(*x)[:2], 2), [run, method, row], [image, info, status],
                    api_name="_ui_point", **PRIVATE)
 

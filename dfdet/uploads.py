@@ -191,7 +191,8 @@ class UploadBudget:
         except OSError:
             return gone
         for entry in entries:
-            if entry.name.startswith("tmp") and entry.is_file(follow_symlinks=False):
+            # the parser's NamedTemporaryFile: "tmp" + random, no suffix (gradio's .vtt and other files have one)
+            if entry.name.startswith("tmp") and "." not in entry.name and entry.is_file(follow_symlinks=False):
                 try:
                     os.unlink(entry.path)
                     gone.append(Path(entry.path))

@@ -118,9 +118,11 @@ def main(argv: list[str] | None = None) -> Path:
     cache = Path(args.cache or tempfile.mkdtemp(prefix="dfdet-bench-agreement-"))
     full = [n for n in args.runtimes if n not in EXACT]
     subset = [n for n in args.subset_runtimes if n not in EXACT and n not in full]
+    artefacts: dict[str, Path] = {}  # kind -> the file for these weights (stage 2 runs without the backbone)
     for kind in sorted({ARTEFACT_OF[n] for n in full + subset if n in ARTEFACT_OF}):  # while the backbone is here
         t = time.perf_counter()
         art = rt.ensure_artefact(kind, backbone, model_name=args.model, folder=cache, progress=print)
+        artefacts[kind] = art.path
         print(f"{kind}: {'built' if art.built else 'cached'} in {time.perf_counter() - t:.0f} s", flush=True)
     print(f"{len(faces)} faces ({', '.join(f'{d} {c}' for d, c in _count(faces, range(len(faces))).items())}); "
           f"load average {common.load_average()}", flush=True)
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> Path:
     for n in subset:
         t = time.perf_counter()
         try:
-            eng = _load(n, cache, args.model)
+            eng = _load(n, artefacts)
         except Exception as err:
             failed[n] = f"{type(err).__name__}: {str(err)[:200]}"
             report()
@@ -184,17 +186,14 @@ def main(argv: list[str] | None = None) -> Path:
     return report()
 
 
-def _load(name: str, cache: Path, model: str):
-    """A runtime over its cached artefact, without the torch backbone (found by kind in the cache folder)."""
+def _load(name: str, artefacts: dict[str, Path]):
+    """A runtime over the artefact built (or found) for these weights, without the torch backbone."""
     from bench.bench_runtimes import OpenVino
     from dfdet import runtime as rt
     if name not in ARTEFACT_OF:
         raise ValueError(f"{name} runs on the torch backbone: compare it in --runtimes, not --subset-runtimes")
-    kind = ARTEFACT_OF[name]
-    found = sorted(cache.glob(f"{model}-*-{kind}.onnx"), key=lambda f: f.stat().st_mtime)
-    if not found:
-        raise FileNotFoundError(f"no {kind} artefact in {cache}")
-    return OpenVino(found[-1]) if name.startswith("openvino") else rt.OnnxEngine(name, found[-1])
+    path = artefacts[ARTEFACT_OF[name]]
+    return OpenVino(path) if name.startswith("openvino") else rt.OnnxEngine(name, path)
 
 
 def _count(faces, idx) -> dict[str, int]:

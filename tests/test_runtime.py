@@ -169,7 +169,7 @@ def test_bench_runtimes_smoke(setup, tmp_path):
 def test_bench_runtime_agreement_smoke(setup, tmp_path):
     """Stage 1 (with the reference, every face) and stage 2 (a prefix, backbone freed), stratified over datasets."""
     from bench import bench_runtime_agreement as ba
-    from test_bench_smoke import check_header, number
+    from test_bench_smoke import check_header, number, table_rows
     out = ba.main(["--model", "dfdet-tiny-vit", "--runtimes", "torch-int8", "--subset-runtimes", "onnx-int8",
                    "--subset", "3", "--dfdc", "2", "--faces", "5", "--batch", "2", "--cache", str(setup["cache"]),
                    "--out", str(tmp_path / "agree.md")])
@@ -187,7 +187,7 @@ def test_bench_runtime_agreement_smoke(setup, tmp_path):
         else:
             assert COS_MIN <= cos_min < 1.0 and dp_max <= 5 * DP_MAX
             for ds in ("FF", "CDFv2", "DFDC"):  # the per-dataset table
-                assert [r for r in __import__("test_bench_smoke").table_rows(text, name) if r[1:2] == [ds]]
+                assert [r for r in table_rows(text, name) if r[1:2] == [ds]]
     assert "with the torch backbone freed" in text
 
 

@@ -303,3 +303,14 @@ def test_session_without_models_still_serves_the_run_views(tmp_path, tiny_cfg, m
     assert "image file not on this machine" in cases["fp"][0][1]  # the synthetic run has no face files
     with pytest.raises(DataError, match="unknown run"):
         s.run("nope")
+
+
+def test_video_timeline_draws_each_methods_threshold_in_its_colour():
+    t = np.arange(4) / 2.0
+    scores = {"Linear probe": np.array([0.2, 0.3, 0.4, 0.3]), "LN + Norm": np.array([0.5, 0.6, 0.4, 0.5])}
+    fig = plots.frame_timeline(t, scores, demo=True, thresholds={"Linear probe": 0.27, "LN + Norm": 0.37})
+    lines = {round(sh.y0, 2): sh.line.color for sh in fig.layout.shapes}
+    assert set(lines) == {0.27, 0.37}  # no 0.5 line that no verdict uses
+    assert lines[0.27] == fig.data[0].line.color and lines[0.37] == fig.data[1].line.color
+    plain = plots.frame_timeline(t, scores, demo=False)
+    assert [sh.y0 for sh in plain.layout.shapes] == [0.5]

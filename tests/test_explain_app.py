@@ -106,3 +106,20 @@ def test_probe_of_an_uploaded_photo_realigns_its_looser_crops(session, tmp_path,
     v = s.explain.probe("run:r", 0)
     assert "black border" in v.note  # a run row is a crop: no frame to re-align from
     assert np.isfinite([y for t in v.figure.data for y in (t.y or []) if y is not None]).all()
+
+
+def test_errors_threshold_starts_at_the_methods_validation_threshold(session, shared):
+    from dfdet.artifacts import load_run, write_run
+    from ui.errors import threshold_of
+    s, run = session
+    r = load_run(run)
+    rec = {"method": "ln_tuning", "dataset": "DFDC", "level": "frame", "source": "*", "n": 4, "auroc": 0.5,
+           "threshold": 0.3712, "threshold_rule": "eer"}
+    write_run(run.parent / "cal", r.info, r.predictions, [rec], [], {})
+    s.store.reload_runs()
+    assert s.errors.validation_threshold("cal", "ln_tuning") == pytest.approx(0.3712)
+    assert s.errors.validation_threshold("cal", "linear_probe") is None  # trained before calibration existed
+    assert threshold_of(s, "cal", "ln_tuning") == {
+        "value": 0.37, "label": "Threshold on p(fake) (the method's validation threshold: 0.37)"}
+    assert threshold_of(s, "cal", "linear_probe")["value"] == 0.5
+    assert "no validation threshold" in threshold_of(s, "r", "ln_tuning")["label"]

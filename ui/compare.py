@@ -126,7 +126,7 @@ def build(ctx: Ctx) -> gr.Tab:
         gallery = [(image_file(im), None) for im in pred.crops[:32]]
         if pred.demo:
             note_text += f"\n\n<span class='demo-warning'>⚠ {plots.DEMO_NOTE}</span>"
-        timeline_fig = (plots.frame_timeline(pred.times, pred.frame_scores, pred.demo) if pred.times is not None
+        timeline_fig = (plots.frame_timeline(pred.times, pred.frame_scores, pred.demo, thresholds()) if pred.times is not None
                         else plots.empty_figure("Per-frame scores appear here for a video."))
         return (gallery, note_text, display_table(table), plots.probability_bars(pred.table, pred.demo, thresholds()),
                 timeline_fig, table_csv(pred.table, pred.demo))

@@ -15,6 +15,14 @@ HOW = ("the faces a method got most confidently wrong at the threshold, one per 
 KINDS = ("fp", "fn", "disagree")
 
 
+def threshold_of(s, run_name, method) -> dict:
+    """The slider's value and label: the method's validation threshold, else 0.5 (said so)."""
+    t = s.errors.validation_threshold(run_name, method) if run_name and method else None
+    if t is None:
+        return {"value": 0.5, "label": "Threshold on p(fake) (0.5: this checkpoint has no validation threshold)"}
+    return {"value": round(t, 2), "label": f"Threshold on p(fake) (the method's validation threshold: {t:.2f})"}
+
+
 def build(ctx: Ctx) -> gr.Tab:
     s = ctx.session
     r0 = first_run(s)
@@ -25,7 +33,7 @@ def build(ctx: Ctx) -> gr.Tab:
             run = open_dropdown(run_names(s), r0, label="Run", elem_id="er-run")
             method = open_dropdown(m0, m0[0][1] if m0 else None, label="Method", elem_id="er-method")
             dataset = open_dropdown(["all"] + s.roc.datasets(r0), "all", label="Dataset", elem_id="er-dataset")
-            threshold = gr.Slider(0, 1, value=0.5, step=0.01, label="Threshold on p(fake)")
+            threshold = gr.Slider(0, 1, step=0.01, **threshold_of(s, r0, m0[0][1] if m0 else None))
             dedup = gr.Checkbox(value=True, label="One face per video")
             with_maps = gr.Checkbox(value=False, label="With saliency maps (Grad-CAM; slower, cached)",
                                     elem_id="er-maps")
@@ -83,6 +91,9 @@ def build(ctx: Ctx) -> gr.Tab:
             return gr.Tabs(selected="compare"), f"run:{run_name}", shown[evt.index]
         return open_face
 
+    # a method picked by the visitor brings its own validation threshold (a shared link's value is kept)
+    method.input(lambda r, m: gr.Slider(**threshold_of(s, r, m)), [run, method], threshold,
+                 api_name="_err_method_thr", **PRIVATE)
     inputs = [run, method, dataset, threshold, dedup, with_maps]
     outputs = [fp, fn, dis, rows, note]
     run.change(on_run, [run, method, dataset], [method, dataset], api_name="_err_run", **PRIVATE)

@@ -80,16 +80,22 @@ def probability_bars(table: pd.DataFrame, demo: bool, thresholds: dict[str, floa
                    margin=dict(l=50, r=90, t=70, b=45))
 
 
-def frame_timeline(times: np.ndarray, scores: dict[str, np.ndarray], demo: bool) -> go.Figure:
-    """Per-frame p_fake over time, one line per method."""
+def frame_timeline(times: np.ndarray, scores: dict[str, np.ndarray], demo: bool,
+                   thresholds: dict[str, float] | None = None) -> go.Figure:
+    """Per-frame p_fake over time, one line per method; each method's own threshold (label -> value)
+    dotted in its colour, else one 0.5 line."""
     from .style import label_colors
     colors = label_colors()
     fig = go.Figure()
+    own = {k: float(v) for k, v in (thresholds or {}).items() if k in scores}
     for i, (label, p) in enumerate(scores.items()):
-        fig.add_trace(go.Scatter(x=_l(times), y=_l(p), mode="lines+markers", name=label,
-                                 line=dict(color=colors.get(label, PALETTE[i % len(PALETTE)])),
+        color = colors.get(label, PALETTE[i % len(PALETTE)])
+        fig.add_trace(go.Scatter(x=_l(times), y=_l(p), mode="lines+markers", name=label, line=dict(color=color),
                                  hovertemplate=f"{label}<br>t=%{{x:.2f}} s<br>p_fake %{{y:.4f}}<extra></extra>"))
-    fig.add_hline(y=0.5, line_dash="dot", line_color="#555")
+        if label in own and any(abs(t - 0.5) > 1e-9 for t in own.values()):
+            fig.add_hline(y=own[label], line_dash="dot", line_color=color, line_width=1)
+    if not own or all(abs(t - 0.5) <= 1e-9 for t in own.values()):
+        fig.add_hline(y=0.5, line_dash="dot", line_color="#555")
     return _layout(fig, "p(fake) per frame", demo, xaxis=dict(title="time (s)"),
                    yaxis=dict(range=[0, 1], title="p(fake)"), height=340)
 

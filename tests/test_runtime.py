@@ -153,7 +153,8 @@ def test_bench_runtimes_smoke(setup, tmp_path):
     check_header(text, "bench_runtimes")
     for name in ("torch-fp32", "onnx-int8", "torch-int8"):
         row = _smoke_table(text, name, 11)  # runtime, s, vs fp32, vs 1 fwd, build, peak, steady, faces, cos, dp, bar
-        assert all(np.isfinite(number(c)) for c in row[1:10]) and number(row[1]) > 0 and number(row[3]) > 0
+        # seconds are printed to 2 decimals: a tiny model on an idle machine can read 0.00; the ratio cannot
+        assert all(np.isfinite(number(c)) for c in row[1:10]) and number(row[1]) >= 0 and number(row[3]) > 0
         assert row[7] == "5" and row[10] in ("yes", "no")
         per_method = _smoke_table(text, name, 7)  # runtime, faces, 4 x "max / mean", "min / mean" cosine
         pairs = [tuple(float(x) for x in c.split(" / ")) for c in per_method[2:]]
@@ -203,7 +204,7 @@ def test_bench_video_cpu_smoke(setup, tmp_path, monkeypatch):
     for name in ("1 bare fp32 forward", "4 methods, one face (onnx-int8)", "video, streamed + overlap",
                  "video, streamed, sequential"):
         (row,) = table_rows(text, name)
-        assert number(row[1]) > 0 and number(row[2]) > 0
+        assert number(row[1]) >= 0 and number(row[2]) > 0  # seconds (2 decimals: 0.00 when idle), ratio
     assert number(table_rows(text, "1 bare fp32 forward")[0][2]) == 1.0
     for goal in ("four methods on one face", "16-frame video end to end (best streamed variant)",
                  "first score on screen (overlap)", "first score on screen (sequential)"):

@@ -45,6 +45,12 @@ def empty_figure(message: str) -> go.Figure:
     return fig
 
 
+def own_thresholds(thresholds: dict[str, float] | None, labels) -> dict[str, float]:
+    """label -> threshold for the shown labels, or {} when every one is 0.5 (then one shared 0.5 line says it)."""
+    own = {m: float(thresholds[m]) for m in labels if thresholds and m in thresholds}
+    return own if any(abs(t - 0.5) > 1e-9 for t in own.values()) else {}
+
+
 def probability_bars(table: pd.DataFrame, demo: bool, thresholds: dict[str, float] | None = None) -> go.Figure:
     """p_fake per method (rows with a score, the one method order), coloured by method, with the decision line.
 
@@ -65,8 +71,8 @@ def probability_bars(table: pd.DataFrame, demo: bool, thresholds: dict[str, floa
                            text=[f"{p:.3f} {w}" for p, w in zip(scored["p_fake"], words)],
                            textposition="inside", insidetextanchor="end", textfont=dict(color="white"),
                            hovertemplate="%{x}<br>p_fake %{y:.4f}<extra></extra>"))
-    own = {m: float(thresholds[m]) for m in scored["method"] if thresholds and m in thresholds}
-    if own and any(abs(t - 0.5) > 1e-9 for t in own.values()):
+    own = own_thresholds(thresholds, scored["method"])
+    if own:
         for i, m in enumerate(scored["method"]):
             if m in own:
                 fig.add_shape(type="line", x0=i - 0.48, x1=i + 0.48, y0=own[m], y1=own[m], xref="x", yref="y",
@@ -87,14 +93,14 @@ def frame_timeline(times: np.ndarray, scores: dict[str, np.ndarray], demo: bool,
     from .style import label_colors
     colors = label_colors()
     fig = go.Figure()
-    own = {k: float(v) for k, v in (thresholds or {}).items() if k in scores}
+    own = own_thresholds(thresholds, scores)
     for i, (label, p) in enumerate(scores.items()):
         color = colors.get(label, PALETTE[i % len(PALETTE)])
         fig.add_trace(go.Scatter(x=_l(times), y=_l(p), mode="lines+markers", name=label, line=dict(color=color),
                                  hovertemplate=f"{label}<br>t=%{{x:.2f}} s<br>p_fake %{{y:.4f}}<extra></extra>"))
-        if label in own and any(abs(t - 0.5) > 1e-9 for t in own.values()):
+        if label in own:
             fig.add_hline(y=own[label], line_dash="dot", line_color=color, line_width=1)
-    if not own or all(abs(t - 0.5) <= 1e-9 for t in own.values()):
+    if not own:
         fig.add_hline(y=0.5, line_dash="dot", line_color="#555")
     return _layout(fig, "p(fake) per frame", demo, xaxis=dict(title="time (s)"),
                    yaxis=dict(range=[0, 1], title="p(fake)"), height=340)

@@ -50,13 +50,10 @@ class ExplainService:
     def __init__(self, store: Store):
         self.store = store
 
-    def face(self, source: str | None, row, upload: str | Path | None = None) -> tuple[Image.Image, str, tuple]:
-        """(face, what it is, cache key or ()) for an uploaded photo, else a row of a run / the samples."""
-        face, what, key, _ = self._face(source, row, upload)
-        return face, what, key
-
-    def _face(self, source, row, upload=None) -> tuple[Image.Image, str, tuple, Frame | None]:
-        """face() plus, for an uploaded photo, the frame and landmarks its crop was aligned from."""
+    def face(self, source: str | None, row, upload: str | Path | None = None
+             ) -> tuple[Image.Image, str, tuple, Frame | None]:
+        """(face, what it is, cache key or (), the frame it was aligned from or None) for an uploaded photo,
+        else a row of a run / the samples (a crop: no frame)."""
         if upload:
             image = open_image(check_upload(upload, "image"), max_side=UPLOAD_MAX_SIDE)
             res = self.store.align(image)
@@ -78,7 +75,7 @@ class ExplainService:
         if kind not in KINDS:
             raise DataError(f"unknown map kind {kind!r}; choose one of {', '.join(KINDS)}")
         bank = self.store.require_bank()
-        face, what, key = self.face(source, row, upload)
+        face, what, key, _ = self.face(source, row, upload)
         cache, cache_row = (MapCache(key[0]), key[1]) if key else (None, None)
         with self.store.model_lock:
             e = explain_face(bank, face, kind, cache=cache, row=cache_row)
@@ -94,7 +91,7 @@ class ExplainService:
 
     def probe(self, source: str | None, row, upload=None) -> ProbeView:
         bank = self.store.require_bank()
-        face, what, _, frame = self._face(source, row, upload)
+        face, what, _, frame = self.face(source, row, upload)
         with self.store.model_lock:
             table = probe_faces(bank, [face], frames=[frame])
         labels = {n: bank.entries[n].label for n in table["method"].unique()}

@@ -1,0 +1,134 @@
+"""dfdet.learn and the `inspect` / `geometry` commands, checked against values computed by hand."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dfdet.artifacts import write_run
+from dfdet.backbone import TINY_MODEL
+from dfdet.checkpoint import save_checkpoint
+from dfdet.cli import main
+from dfdet.learn import geometry, stack
+from dfdet.methods import get_method
+from dfdet.model import build_model, trainable_state
+
+
+def _cli_json(capsys, *argv) -> object:
+    assert main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+# -- what trains ------------------------------------------------------------------------------------------
+
+def test_stack_lights_exactly_the_ln_tensors_and_head_on_vitl():
+    parts = stack.stack_parts("ln_tuning", "ViT-L-14")
+    lit = [p for p in parts if p.trained]
+    # 24 blocks x (ln_1, ln_2) + ln_pre + ln_post = 50 LayerNorms of 2 x 1024, and the 1024 x 2 + 2 head
+    assert sorted(p.kind for p in lit) == ["head"] + ["ln"] * 50
+    assert all(p.trained == p.params for p in lit)
+    assert stack.trained_total("ln_tuning") == 50 * 2 * 1024 + 2050 == 104_450
+    assert stack.trained_total("linear_probe") == 2050
+    assert stack.trained_total("zeroshot_1desc") == 0
+    frozen = {p.name for p in parts if not p.trained}
+    assert {"patch embedding", "block 0 attn", "block 23 mlp"} <= frozen
+
+
+def test_stack_counts_equal_the_registry_counts_on_the_tiny_model():
+    from dfdet.viz.about import trainable_counts
+    counts = trainable_counts(TINY_MODEL)
+    for name in ("linear_probe", "ln_norm", "ln_norm_slerp", "textguided_1desc"):
+        assert stack.trained_total(name, TINY_MODEL) == counts[name], name
+
+
+def _moved_checkpoint(tiny_clip, tmp_path, d_gamma=0.5, d_beta=-0.25):
+    """An ln_tuning checkpoint whose block-0 ln_1 γ moved by d_gamma and ln_post β by d_beta, nothing else."""
+    det = build_model(tiny_clip, get_method("ln_tuning"))
+    vis = det.backbone.visual
+    with torch.no_grad():
+        vis.transformer.resblocks[0].ln_1.weight += d_gamma
+        vis.ln_post.bias += d_beta
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    save_checkpoint(folder, trainable_state(det), {"method": "ln_tuning",
+                                                   "backbone": {"model": TINY_MODEL, "weights": "random-init-seed0"}})
+    return folder
+
+
+def test_inspect_reports_a_known_move(tiny_clip, tmp_path, capsys):
+    folder = _moved_checkpoint(tiny_clip, tmp_path)
+    out = _cli_json(capsys, "inspect", str(folder), "--json")
+    assert "seeded random-weight" in out["compared_with"]  # says what Δ is measured against
+    rows = {r["layer"]: r for r in out["layers"]}
+    assert list(rows) == ["ln_pre", "block 0 ln_1", "block 0 ln_2", "block 1 ln_1", "block 1 ln_2", "ln_post"]
+    g0 = tiny_clip.pristine["transformer.resblocks.0.ln_1.weight"].numpy()
+    moved = rows["block 0 ln_1"]
+    assert moved["mean |Δγ|"] == pytest.approx(0.5, abs=1e-6)
+    assert moved["‖Δγ‖/‖γ₀‖"] == pytest.approx(0.5 * math.sqrt(g0.size) / np.linalg.norm(g0), rel=1e-5)
+    assert moved["mean |Δβ|"] == pytest.approx(0.0, abs=1e-7)
+    assert rows["ln_post"]["mean |Δβ|"] == pytest.approx(0.25, abs=1e-6)
+    assert rows["ln_post"]["‖Δβ‖/‖β₀‖"] is None  # β₀ = 0: no relative size, never a division by zero
+    for name in ("ln_pre", "block 0 ln_2", "block 1 ln_1", "block 1 ln_2"):
+        assert rows[name]["mean |Δγ|"] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_inspect_text_and_errors(tiny_clip, tmp_path, capsys):
+    folder = _moved_checkpoint(tiny_clip, tmp_path)
+    assert main(["inspect", str(folder)]) == 0
+    text = capsys.readouterr().out
+    assert "block 0 ln_1" in text and "0.5" in text and "n/a" in text
+    assert main(["inspect", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint folder not found" in err and "Traceback" not in err
+
+
+def test_ln_deltas_relative_sizes():
+    ref = {"ln_pre.weight": np.array([3.0, 4.0]), "ln_pre.bias": np.array([0.0, 2.0])}
+    got = {"backbone.visual.ln_pre.weight": np.array([3.0, 5.0]), "backbone.visual.ln_pre.bias": np.array([1.0, 2.0])}
+    row = stack.ln_deltas(got, ref).iloc[0]
+    assert row["mean |Δγ|"] == pytest.approx(0.5) and row["‖Δγ‖/‖γ₀‖"] == pytest.approx(1 / 5)
+    assert row["mean |Δβ|"] == pytest.approx(0.5) and row["‖Δβ‖/‖β₀‖"] == pytest.approx(1 / 2)
+
+
+# -- alignment and uniformity ----------------------------------------------------------------------------------
+
+def _square_run(folder, extra=0):
+    """Four unit vectors: reals e1, e2; fakes −e1, −e2 (plus `extra` copies of e1 as reals in dataset B)."""
+    e1, e2 = np.eye(4)[0], np.eye(4)[1]
+    z = np.stack([e1, e2, -e1, -e2] + [e1] * extra)
+    labels = [0, 0, 1, 1] + [0] * extra
+    preds = pd.DataFrame({"path": [f"{i}.png" for i in range(len(z))], "dataset": ["A"] * 4 + ["B"] * extra,
+                          "source": "s", "video": [f"v{i}" for i in range(len(z))], "label": labels, "split": "test",
+                          "p_fake__ln_norm": 0.5})
+    return write_run(folder, {"demo": False}, preds, [], [], {"ln_norm": (z, np.ones(len(z)))})
+
+
+def test_geometry_by_hand(tmp_path, capsys):
+    run = _square_run(tmp_path / "run")
+    rows = _cli_json(capsys, "geometry", str(run), "--json")
+    a = next(r for r in rows if r["dataset"] == "A")
+    # same-class pairs: (e1, e2) and (−e1, −e2), both ‖·‖² = 2
+    assert a["alignment"] == pytest.approx(2.0)
+    # the six pairs: four at ‖·‖² = 2 (orthogonal), two at 4 (opposite)
+    assert a["uniformity"] == pytest.approx(math.log((4 * math.exp(-4) + 2 * math.exp(-8)) / 6))
+    assert (a["n"], a["real"], a["fake"]) == (4, 2, 2)
+
+
+def test_geometry_samples_large_groups_and_says_so(tmp_path):
+    run = _square_run(tmp_path / "run", extra=10)
+    from dfdet.artifacts import load_run
+    df = geometry.geometry_table(load_run(run), cfg=geometry.GeometryConfig(max_faces=6))
+    b = df[df["dataset"] == "B"].iloc[0]
+    assert (b["n"], b["n_used"]) == (10, 6)
+    assert b["alignment"] == pytest.approx(0.0, abs=1e-9)  # identical vectors
+    assert b["uniformity"] == pytest.approx(0.0, abs=1e-9)  # log mean exp(0)
+    assert math.isnan(geometry.uniformity(np.eye(3)[:1]))
+
+
+def test_geometry_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["geometry", str(tmp_path)]) == 2
+    assert "not a finished dfdet run" in capsys.readouterr().err

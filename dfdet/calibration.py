@@ -50,21 +50,53 @@ class Calibration:
     @classmethod
     def from_meta(cls, meta: dict | None) -> "Calibration | None":
         """The checkpoint's calibration, or None when absent or malformed (a hostile dfdet.json cannot
-        move a verdict outside [0, 1] or crash a view)."""
+        move a verdict outside [0, 1] or crash a view; read_meta refuses such a checkpoint first)."""
         c = (meta or {}).get("calibration")
-        if not isinstance(c, dict):
+        if not isinstance(c, dict) or calibration_problem(c):
             return None
-        try:
-            thr, temp = float(c["threshold"]), float(c["temperature"])
-            lo, hi = (float(v) for v in c["band"])
-            alpha = float(c.get("alpha", 0.1))
-        except (KeyError, TypeError, ValueError):
-            return None
-        if not (0 <= thr <= 1 and 0 <= lo <= hi <= 1 and math.isfinite(temp) and temp > 0):
-            return None
-        return cls(rule=str(c.get("rule", "?"))[:20], threshold=thr, temperature=temp, band=(lo, hi), alpha=alpha,
-                   split=str(c.get("split", "val"))[:40], n=int(c.get("n", 0) or 0),
-                   target_fpr=c.get("target_fpr") if isinstance(c.get("target_fpr"), (int, float)) else None)
+        lo, hi = (float(v) for v in c["band"])
+        target = c.get("target_fpr")
+        return cls(rule=str(c.get("rule", "?")), threshold=float(c["threshold"]), temperature=float(c["temperature"]),
+                   band=(lo, hi), alpha=float(c.get("alpha", 0.1)), split=str(c.get("split", "val")),
+                   n=int(c.get("n", 0) or 0), target_fpr=None if target is None else float(target))
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def calibration_problem(c) -> str:
+    """'' if a dfdet.json "calibration" value is well formed, else what is wrong with it (one line).
+    Every field is checked, so no reader of a checkpoint meets a value it cannot use."""
+    if not isinstance(c, dict):
+        return f"must be a JSON object, found {type(c).__name__}"
+    for key in ("threshold", "temperature", "band"):
+        if key not in c:
+            return f"lacks {key!r}"
+    checks = {
+        "threshold": lambda v: _number(v) and 0 <= v <= 1,
+        "temperature": lambda v: _number(v) and v > 0,
+        "band": lambda v: (isinstance(v, list) and len(v) == 2 and all(_number(x) for x in v)
+                           and 0 <= v[0] <= v[1] <= 1),
+        "band_width": lambda v: _number(v) and 0 <= v <= 1,
+        "alpha": lambda v: _number(v) and 0 < v < 1,
+        "n": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        "rule": lambda v: v in RULES or (isinstance(v, str) and v.startswith("none: ") and len(v) <= 80),
+        "split": lambda v: isinstance(v, str) and 0 < len(v) <= 40,
+        "target_fpr": lambda v: v is None or (_number(v) and 0 <= v <= 1),
+    }
+    wants = {"threshold": "a number in [0, 1]", "temperature": "a finite number above 0",
+             "band": "[lo, hi] with 0 <= lo <= hi <= 1", "band_width": "a number in [0, 1]",
+             "alpha": "a number between 0 and 1", "n": "a whole number >= 0", "rule": f"one of {', '.join(RULES)} (or 'none: why')",
+             "split": "a split name", "target_fpr": "a number in [0, 1] or null"}
+    for key, ok in checks.items():
+        if key in c and not ok(c[key]):
+            import json
+            return f"{key!r} must be {wants[key]}, found {json.dumps(c[key], default=str)[:40]}"
+    unknown = sorted(set(c) - set(checks))
+    if unknown:
+        return f"has unknown field(s) {unknown[:3]}"
+    return ""
 
 
 def threshold_of(meta: dict | None) -> float:

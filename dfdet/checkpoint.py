@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -23,7 +24,12 @@ FORMAT = "dfdet-checkpoint/1"
 MAX_META_BYTES = 1 << 20  # a sidecar is a few KB; a larger one is not ours
 MAX_META_DEPTH = 16  # nesting of the sidecar's JSON (ours is 4 deep)
 META_TYPES = {"format": str, "method": str, "backbone": dict, "label": str, "display_name": str, "source": str,
-              "code_version": str, "trainable_params": int, "config": dict, "hub": dict, "tensors": dict}
+              "code_version": str, "trainable_params": int, "config": dict, "hub": dict, "tensors": dict,
+              "calibration": dict, "val_metrics": dict, "best_epoch": int, "steps": int, "train_seconds": float,
+              "manifests": dict, "recipe": dict, "descriptions": dict, "backbone_file": dict, "imported": dict,
+              "checkpoint_dtype": str}
+MAX_TEXT = 300  # characters in a sidecar's name-like string (a label, a display name, a method)
+MAX_DESCRIPTIONS = 1000  # prompts per class in a text-guided checkpoint's "descriptions"
 REQUIRED_META = ("format", "method", "backbone")
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)  # what a weight may be stored as
 
@@ -95,7 +101,8 @@ def _check_meta(meta, meta_path: Path) -> None:
         raise CheckpointError(f"{meta_path}: missing {', '.join(missing)}")
     for key, kind in META_TYPES.items():
         value = meta.get(key)
-        if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+        kinds = (int, float) if kind is float else kind
+        if value is not None and (not isinstance(value, kinds) or (kind in (int, float) and isinstance(value, bool))):
             raise CheckpointError(f"{meta_path}: {key!r} must be a {_TYPE_NAMES[kind]}, found "
                                   f"{type(value).__name__} {json.dumps(value)[:40]}")
     backbone = meta.get("backbone") or {}
@@ -103,9 +110,52 @@ def _check_meta(meta, meta_path: Path) -> None:
         if key in backbone and not isinstance(backbone[key], str):
             raise CheckpointError(f"{meta_path}: 'backbone.{key}' must be a string, found "
                                   f"{type(backbone[key]).__name__}")
+    problem = _field_problem(meta)
+    if problem:
+        raise CheckpointError(f"{meta_path}: {problem}; this checkpoint is not loaded (re-train or pull it again)")
 
 
-_TYPE_NAMES = {str: "string", dict: "JSON object", int: "whole number"}
+def _field_problem(meta: dict) -> str:
+    """'' if every field a reader uses holds a usable value, else the first that does not (one line).
+    One bad field makes only this checkpoint unavailable, never a view or another method."""
+    from .calibration import calibration_problem
+    for key in ("method", "label", "display_name", "source", "code_version", "checkpoint_dtype"):
+        value = meta.get(key)
+        if isinstance(value, str) and (len(value) > MAX_TEXT or any(ord(ch) < 32 for ch in value)):
+            return f"{key!r} is not a short one-line text"
+    for key in ("trainable_params", "best_epoch", "steps", "train_seconds"):
+        value = meta.get(key)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            return f"{key!r} must be a number >= 0, found {value}"
+    if meta.get("calibration") is not None:
+        problem = calibration_problem(meta["calibration"])
+        if problem:
+            return f"'calibration' {problem}"
+    config = meta.get("config") or {}
+    top_k = config.get("top_k")
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0):
+        return f"'config.top_k' must be a whole number >= 0, found {json.dumps(top_k, default=str)[:40]}"
+    if "top_k_scope" in config and not isinstance(config["top_k_scope"], str):
+        return "'config.top_k_scope' must be a string"
+    desc = meta.get("descriptions")
+    if desc is not None and not _descriptions_ok(desc):
+        return ("'descriptions' must be {\"name\": text, \"real\": [texts], \"fake\": [texts]} with 1 to "
+                f"{MAX_DESCRIPTIONS} short texts per class")
+    for key in ("val_metrics", "manifests", "backbone_file", "imported", "recipe", "hub"):
+        value = meta.get(key)
+        if isinstance(value, dict) and len(json.dumps(value, default=str)) > MAX_META_BYTES // 4:
+            return f"{key!r} is too large"
+    return ""
+
+
+def _descriptions_ok(desc) -> bool:
+    if not isinstance(desc, dict) or not isinstance(desc.get("name"), str) or len(desc["name"]) > MAX_TEXT:
+        return False
+    return all(isinstance(desc.get(k), list) and 0 < len(desc[k]) <= MAX_DESCRIPTIONS
+               and all(isinstance(t, str) and len(t) <= 1000 for t in desc[k]) for k in ("real", "fake"))
+
+
+_TYPE_NAMES = {str: "string", dict: "JSON object", int: "whole number", float: "number"}
 
 
 def check_tensors(tensors: dict[str, torch.Tensor], folder: str | Path,

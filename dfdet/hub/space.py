@@ -14,6 +14,7 @@ never half-placed) and is reused by later starts without network.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ ENV_CHECKPOINTS = "DFDET_HUB_CHECKPOINTS"  # space- or comma-separated OWNER/NAM
 ENV_RUNS = "DFDET_HUB_RUNS"
 ENV_RELEASED = "DFDET_IMPORT_RELEASED"  # "1": import the authors' models at start
 RUN_FILES = ("run.json", "predictions.csv", "metrics.json", "roc.json")
+_EMBEDDINGS = re.compile(r"embeddings/[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}\.npz")  # a run's embeddings files
 
 Progress = Callable[[int, int, str], None]  # (download number from 1, downloads, what)
 
@@ -74,8 +76,9 @@ def fetch_all(checkpoint_repos: list[str], run_repos: list[str], import_released
             if not is_repo_id(repo):
                 raise HubError(f"{repo!r} is not a Hub repository id (OWNER/NAME)")
             folder = work()
-        except DfdetError as err:
-            out.notes.append(f"{kind} {repo} skipped: {err}")
+        except Exception as err:  # noqa: BLE001 - one bad repo (any error) is skipped; the others still load
+            why = str(err) if isinstance(err, DfdetError) else f"{type(err).__name__}: {err}"
+            out.notes.append(f"{kind} {repo} skipped: {' '.join(why.split())[:300]}")
             continue
         (out.checkpoints if kind == "checkpoint" else out.runs).append(folder)
         out.notes.append(f"{kind} {repo}: {folder}")
@@ -110,13 +113,17 @@ def pull_run(repo: str, runs_root: Path, token: str | None = None) -> Path:
         files = set(api.list_repo_files(repo, repo_type="model"))
     if not set(RUN_FILES) <= files:
         raise HubError(f"{repo} holds no dfdet run folder ({', '.join(RUN_FILES)}); files: {sorted(files)[:12]}")
-    wanted = [f for f in files if f in RUN_FILES or (f.startswith("embeddings/") and f.endswith(".npz"))]
+    wanted = [f for f in files if f in RUN_FILES or _EMBEDDINGS.fullmatch(f)]  # never "..", never a subfolder
     runs_root.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=runs_root, prefix=f".{out.name}.pull-"))
     try:
         with hub_errors("pull", repo):
             api.snapshot_download(repo, repo_type="model", allow_patterns=wanted, local_dir=str(stage))
-        load_run(stage)  # a damaged or foreign folder is refused before it is listed
+        try:
+            load_run(stage)  # a damaged or foreign folder is refused before it is listed
+        except Exception as err:  # noqa: BLE001 - run.json of [], a bad CSV...: not a run this dfdet reads
+            why = str(err) if isinstance(err, DfdetError) else f"{type(err).__name__}: {err}"
+            raise HubError(f"{repo} is not a readable dfdet run folder ({' '.join(why.split())[:200]})") from None
         (stage / ".hub_repo").write_text(repo + "\n")
         if out.exists():
             shutil.rmtree(out)

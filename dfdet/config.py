@@ -43,6 +43,10 @@ class TrainConfig:
     min_lr: float = 5e-5  # cosine annealing floor (paper: 5e-5)
     weight_decay: float = 0.0  # paper: 0
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
+    eps: float = 1e-8  # AdamW epsilon (the reference leaves torch's default, 1e-8)
+    lr_schedule: str = "cosine"  # "cosine" (paper: one cosine over the run) or "cyclic" (GenD: warm restarts)
+    cycle_epochs: float = 10.0  # "cyclic" only: epochs per cosine cycle (GenD: 10)
+    warmup_epochs: float = 0.0  # linear warm-up from min_lr over these epochs first (paper: 0, GenD: 1)
     seed: int = 42  # paper: 42; controls init, shuffling and SLERP sampling
     precision: str = "auto"  # "auto" = bf16 autocast on CUDA, fp32 on CPU; or "fp32" / "bf16"
     augment: str = "paper"  # training-image augmentation: "paper" (the reference's torchvision v2 ops) or "none"
@@ -51,6 +55,7 @@ class TrainConfig:
     uniform_weight: float = 0.0  # weight of the uniformity loss on the head's input; 0 = off
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)  # threshold rule, conformal alpha (val)
     select_metric: str = "video_map_macro"  # picks the best epoch on val; paper: video-level macro mAP (run.py:53)
+    val_limit: int = 16384  # paper: validate on whole videos in seed-42 order, cut at 16,384 frames (0 = all)
     max_steps: int = 0  # stop after this many optimiser steps (0 = no limit); for smoke runs
     num_workers: int = -1  # DataLoader workers per process (-1 = auto: 0 on CPU, up to 8 on CUDA)
     cache_features: str = "memory"  # linear probe with augment=none only: "memory" or a folder for a disk cache

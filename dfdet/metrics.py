@@ -7,13 +7,22 @@ Two average precisions, named so they cannot be confused:
   by p_real = 1 - p_fake) and the fake class's AP. The paper keeps the epoch with the best
   video-level `map_macro` on validation (run.py:53, monitor="val/mAP_video").
 A group with a single class has no ranking metrics: they are NaN, never a number like AP = 1.0.
+
+Two F1s, likewise:
+- `f1_macro`: the reference's F1 (src/model/dfdet.py:378,384, f1_score(labels, probs.argmax(1),
+  average="macro")): the mean of the real and the fake class's F1 on argmax predictions, where a tie
+  p_fake == 0.5 goes to real (argmax picks the first column). It ignores `threshold`.
+- `f1_fake`: the fake class's F1 at `threshold` (p_fake >= threshold is fake, dfdet's verdict rule);
+  `f1` is the same number under its old name, kept so older run files and tables still read.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-METRIC_NAMES = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "auroc", "ap_fake", "map_macro", "eer")
+METRIC_NAMES = ("accuracy", "balanced_accuracy", "precision", "recall", "f1_fake", "f1_macro", "auroc", "ap_fake",
+                "map_macro", "eer")
+LEGACY_NAMES = {"f1": "f1_fake"}  # old metric name -> its current name (run files written before the rename)
 RANKING_METRICS = ("auroc", "ap_fake", "map_macro", "eer")  # need both classes
 ONE_CLASS = "n/a (one class)"  # the note on a metrics row whose group holds a single class
 VIDEO_KEY = ["dataset", "source", "video"]  # a video's identity: names like "000" repeat across datasets
@@ -83,6 +92,20 @@ def eer(y: np.ndarray, score: np.ndarray) -> float:
     return float(fpr[i] - w * (fpr[i] - fpr[i - 1]))
 
 
+def _f1(tp: int, fp: int, fn: int) -> float:
+    """F1 of one class; 0 when it has no true positives (scikit-learn's zero_division=0)."""
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def f1_macro(y: np.ndarray, score: np.ndarray) -> float:
+    """The reference's macro F1 on argmax predictions of (p_real, p_fake): fake only if p_fake > 0.5."""
+    y = np.asarray(y).astype(int)
+    pred = (np.asarray(score, dtype=np.float64) > 0.5).astype(int)  # argmax([1 - p, p]); a tie is real
+    per_class = [_f1(int(((pred == c) & (y == c)).sum()), int(((pred == c) & (y != c)).sum()),
+                     int(((pred != c) & (y == c)).sum())) for c in (0, 1) if (y == c).any() or (pred == c).any()]
+    return float(np.mean(per_class)) if per_class else 0.0
+
+
 def binary_metrics(y: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
     y = np.asarray(y).astype(int)
     pred = (np.asarray(score) >= threshold).astype(int)
@@ -98,7 +121,8 @@ def binary_metrics(y: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> 
     bal = np.nanmean([tpr, tnr]) if not (np.isnan(tpr) and np.isnan(tnr)) else float("nan")
     one_class = len(y) == 0 or y.min() == y.max()
     return {"n": int(len(y)), "n_fake": int(y.sum()), "accuracy": (tp + tn) / max(len(y), 1),
-            "balanced_accuracy": float(bal), "precision": precision, "recall": recall, "f1": f1,
+            "balanced_accuracy": float(bal), "precision": precision, "recall": recall, "f1_fake": f1, "f1": f1,
+            "f1_macro": f1_macro(y, score),
             "auroc": auroc(y, score), "ap_fake": float("nan") if one_class else average_precision(y, score),
             "map_macro": map_macro(y, score), "eer": eer(y, score),
             "tp": tp, "tn": tn, "fp": fp, "fn": fn}
@@ -117,7 +141,7 @@ def group_metrics(y: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> d
     """binary_metrics, with every metric blanked and a note when the group holds one class."""
     m = binary_metrics(y, score, threshold)
     if len(y) == 0 or np.min(y) == np.max(y):
-        m.update({k: None for k in METRIC_NAMES})
+        m.update({k: None for k in (*METRIC_NAMES, *LEGACY_NAMES)})
         m["note"] = ONE_CLASS
     return m
 

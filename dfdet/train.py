@@ -43,14 +43,14 @@ from .backbone import load_clip, weights_id
 from .checkpoint import META_FILE, file_sha256, save_checkpoint
 from .config import TrainConfig, to_dict
 from .data import augment as augment_mod
-from .data.dataset import FaceDataset
+from .data.dataset import FaceDataset, reference_val_subset
 from .data.loader import loader_kwargs
 from .data.manifest import default_data_root, read_manifest
 from .distributed import World, barrier, gather_rows, init, shard, world
 from .errors import DataError
 from .fileio import atomic_write, remove_stale_temp_files
 from .methods import get_method
-from .metrics import METRIC_NAMES, RANKING_METRICS, VIDEO_KEY, binary_metrics, video_level
+from .metrics import LEGACY_NAMES, METRIC_NAMES, RANKING_METRICS, VIDEO_KEY, binary_metrics, video_level
 from .model import Detector, build_model, trainable_count, trainable_state
 from .slerp import alignment_loss, slerp_augment, uniformity_loss
 
@@ -75,6 +75,42 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
 
+LR_SCHEDULES = ("cosine", "cyclic")  # values of TrainConfig.lr_schedule
+
+
+def set_matmul_precision(device: torch.device) -> None:
+    """TF32 matmuls on CUDA, as the reference sets them (run.py:31, set_float32_matmul_precision("high"))."""
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups as the reference builds them (src/model/dfdet.py:609-623): biases and norm parameters are
+    exempt from weight decay, everything else (the head's weight) decays."""
+    norm = {id(p) for m in model.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters(recurse=False)}
+    decay, exempt = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (exempt if name.endswith("bias") or id(p) in norm else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": exempt, "weight_decay": 0.0}]
+
+
+def scheduled_lr(step: int, cfg: TrainConfig, steps_per_epoch: int, total: int) -> float:
+    """The learning rate of optimiser step `step` (0-based), stepped per batch as both references do.
+
+    "cosine" (paper, src/model/dfdet.py:636-647): CosineAnnealingLR(T_max=total, eta_min=min_lr).
+    "cyclic" (GenD src/model/GenD.py:329-345): CosineAnnealingWarmRestarts(T_0=cycle_epochs epochs, T_mult=1).
+    warmup_epochs > 0 puts LinearLR(start_factor=min_lr/lr) first (SequentialLR, GenD.py:336-345)."""
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    if step < warm:
+        start = cfg.min_lr / cfg.lr
+        return cfg.lr * (start + (1 - start) * step / warm)
+    if cfg.lr_schedule == "cyclic":
+        cycle = max(1, int(cfg.cycle_epochs * steps_per_epoch))
+        return cosine_lr((step - warm) % cycle, cycle, cfg.lr, cfg.min_lr)
+    return cosine_lr(step - warm, total, cfg.lr, cfg.min_lr)
+
+
 def cosine_lr(step: int, total: int, lr: float, min_lr: float) -> float:
     """CosineAnnealingLR(T_max=total, eta_min=min_lr) stepped once per batch, as the reference schedules
     it (src/model/dfdet.py:636-647): lr at step 0, reaching min_lr at step `total` (one past the last)."""
@@ -92,6 +128,12 @@ def load_splits(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
         df = df[df["dataset"].isin(cfg.datasets)]
     train_df = df[df["split"] == cfg.train_split].reset_index(drop=True)
     val_df = df[df["split"] == cfg.val_split].reset_index(drop=True)
+    limit = getattr(cfg, "val_limit", 0)
+    if limit and len(val_df) > limit:
+        n = len(val_df)
+        val_df = reference_val_subset(val_df, limit)
+        tqdm.write(f"validating on {len(val_df)} of {n} {cfg.val_split!r} frames: whole videos in the reference's "
+                   "seed-42 order, cut at val_limit (--set val_limit=0 validates on all)")
     for name, part in ((cfg.train_split, train_df), (cfg.val_split, val_df)):
         if len(part) == 0:
             raise DataError(f"{cfg.manifest}: no rows with split == {name!r}"
@@ -166,9 +208,11 @@ class TrainStep(nn.Module):
         self.model, self.cfg, self.gen, self.device = model, cfg, gen, device
 
     def forward(self, pixels: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        with autocast(self.device, self.cfg.precision), torch.set_grad_enabled(self.model.spec.trains != "head"):
-            feats = self.model.embed(pixels).float()
-        return head_loss(self.model, feats, y, self.cfg, self.gen)
+        # head and loss inside autocast too: the reference's Lightning bf16-mixed wraps the whole training_step
+        with autocast(self.device, self.cfg.precision):
+            with torch.set_grad_enabled(self.model.spec.trains != "head"):
+                feats = self.model.embed(pixels).float()
+            return head_loss(self.model, feats, y, self.cfg, self.gen)
 
 
 def _cached_features(model, loader, device, cfg: TrainConfig, key: str, main: bool = True):
@@ -209,8 +253,9 @@ SELECTION_RULE = ("the epoch with the best {metric} on the {split!r} split "
 
 
 def select_metrics() -> tuple[str, ...]:
-    """Names select_metric may take: frame metrics, video_<metric>, and the validation loss."""
-    return (*METRIC_NAMES, *(f"video_{m}" for m in METRIC_NAMES), "loss")
+    """Names select_metric may take: frame metrics, video_<metric>, and the validation loss (old names too)."""
+    names = (*METRIC_NAMES, *LEGACY_NAMES)
+    return (*names, *(f"video_{m}" for m in names), "loss")
 
 
 def val_metrics(y: np.ndarray, p_fake: np.ndarray, val_df: pd.DataFrame) -> dict:
@@ -219,7 +264,7 @@ def val_metrics(y: np.ndarray, p_fake: np.ndarray, val_df: pd.DataFrame) -> dict
     frames = val_df[VIDEO_KEY].assign(label=y, p=p_fake)
     videos = video_level(frames, "p")
     vm = binary_metrics(videos["label"].to_numpy(), videos["p"].to_numpy())
-    m.update({f"video_{k}": v for k, v in vm.items() if k in METRIC_NAMES or k == "n"})
+    m.update({f"video_{k}": v for k, v in vm.items() if k in METRIC_NAMES or k in LEGACY_NAMES or k == "n"})
     return m
 
 
@@ -230,7 +275,8 @@ def val_logits(model: Detector, val_feats: torch.Tensor | None, val_loader, devi
     with torch.no_grad():
         if val_feats is not None:
             z, y = val_feats
-            logits = model.classify(z.to(device)).float().cpu()
+            with autocast(device, cfg.precision):  # the head under autocast, as in training
+                logits = model.classify(z.to(device)).float().cpu()
         else:  # val_loader is this rank's shard; every rank gets all logits back, so all select alike
             outs, ys = [torch.zeros(0, 2)], [torch.zeros(0, dtype=torch.long)]
             for pixels, yy, _ in val_loader:
@@ -269,11 +315,14 @@ def train(cfg: TrainConfig) -> Path:
     spec = get_method(cfg.method)
     if spec.family != "ln" or not spec.trainable:
         raise DataError(f"{spec.name} has nothing to train")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise DataError(f"unknown lr_schedule {cfg.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
     if cfg.select_metric not in select_metrics():
         raise DataError(f"unknown select_metric {cfg.select_metric!r}; choose one of {', '.join(select_metrics())}")
     work = staging_folder(Path(cfg.out), cfg.force)  # before any work: a refusal costs nothing
     w, name = init(str(pick_device(cfg.device)))
     device = torch.device(name)
+    set_matmul_precision(device)
     seed_everything(cfg.seed)
     train_df, val_df, root = load_splits(cfg)
     check_selection(cfg, val_df)
@@ -319,8 +368,8 @@ def train(cfg: TrainConfig) -> Path:
     total = steps_per_epoch * cfg.epochs
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
+                            weight_decay=cfg.weight_decay)
 
     out = work  # cfg.out itself, or its staging folder when a finished checkpoint there is being replaced
     log_path = out / "train_log.jsonl"
@@ -360,10 +409,11 @@ def train(cfg: TrainConfig) -> Path:
             if step >= total:
                 break
             for g in opt.param_groups:
-                g["lr"] = cosine_lr(step, total, cfg.lr, cfg.min_lr)
+                g["lr"] = scheduled_lr(step, cfg, steps_per_epoch, total)
             opt.zero_grad(set_to_none=True)
             if cached:
-                loss = head_loss(model, batch[0].to(device), batch[1].to(device), cfg, gen)
+                with autocast(device, cfg.precision):
+                    loss = head_loss(model, batch[0].to(device), batch[1].to(device), cfg, gen)
                 loss.backward()
             else:  # accumulate micro-batches; DDP averages the gradients across ranks on the last one
                 loss = torch.zeros((), device=device)
@@ -497,6 +547,7 @@ def resume_key(cfg: TrainConfig) -> str:
     """What must match for a saved state to be continued: every setting that changes the result, and the data."""
     d = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_IN_KEY}
     d["manifest_sha256"] = file_sha256(cfg.manifest)
+    d["optimizer_layout"] = "decay, exempt"  # states saved before the two AdamW groups must not be continued
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -16,7 +16,7 @@ from typing import Callable
 
 from ..errors import DataError
 
-AUGMENTS = ("paper", "none")  # values of TrainConfig.augment
+AUGMENTS = ("paper", "gend", "none")  # values of TrainConfig.augment
 
 
 def paper_augmentation():
@@ -26,6 +26,19 @@ def paper_augmentation():
         T.RandomHorizontalFlip(p=0.5),
         T.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1)),
         T.GaussianBlur(kernel_size=(3, 7), sigma=(0.1, 2.0)),
+        T.ColorJitter(brightness=0.1, contrast=0.1),
+        T.JPEG([40, 100]),
+    ])
+
+
+def gend_augmentation():
+    """GenD's train-time pipeline (yermandy/GenD src/dataset/augmentations.py:6-69 with the defaults of
+    src/config.py:107-121): the paper's, except the blur is a 7x7 kernel applied to 10% of images."""
+    from torchvision.transforms import v2 as T
+    return T.Compose([
+        T.RandomHorizontalFlip(p=0.5),
+        T.RandomAffine(degrees=10, translate=[0.1, 0.1], scale=[0.9, 1.1]),
+        T.RandomApply([T.GaussianBlur(kernel_size=7, sigma=[0.1, 2.0])], p=0.1),
         T.ColorJitter(brightness=0.1, contrast=0.1),
         T.JPEG([40, 100]),
     ])
@@ -55,6 +68,8 @@ def build_augmentation(name: str) -> Callable | None:
     """PIL -> PIL transform for training images, or None for "none"."""
     if name == "paper":
         return OneThread(paper_augmentation())
+    if name == "gend":
+        return OneThread(gend_augmentation())
     if name == "none":
         return None
     raise DataError(f"unknown augment {name!r}; choose one of {', '.join(AUGMENTS)}")
@@ -64,6 +79,10 @@ def describe(name: str) -> str:
     """One line for checkpoint metadata and logs."""
     if name == "none":
         return "none"
+    if name == "gend":
+        return ("gend (torchvision v2: RandomHorizontalFlip(0.5), RandomAffine(10, translate=(0.1, 0.1), "
+                "scale=(0.9, 1.1)), RandomApply([GaussianBlur(7, sigma=(0.1, 2.0))], p=0.1), ColorJitter(0.1, 0.1), "
+                "JPEG([40, 100])); training images only")
     return ("paper (torchvision v2: RandomHorizontalFlip(0.5), RandomAffine(10, translate=(0.1, 0.1), "
             "scale=(0.9, 1.1)), GaussianBlur((3, 7), sigma=(0.1, 2.0)), ColorJitter(0.1, 0.1), JPEG([40, 100])); "
             "training images only")

@@ -8,11 +8,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
+from PIL import Image, ImageFile
 
 from ..errors import DataError
+
+# A frame cut short on disk is decoded as far as it goes, as the reference does (src/dataset/deepfake.py:18).
+ImageFile.LOAD_TRUNCATED_IMAGES = True
+
+
+def reference_val_subset(df: pd.DataFrame, limit: int, seed: int = 42) -> pd.DataFrame:
+    """The reference's validation subset (src/dataset/deepfake.py:125-147, run.py:115-117): frame folders
+    (videos) sorted, shuffled by np.random.RandomState(42), taken whole in that order with their frames in
+    path order until `limit` frames are reached, the last video cut at the limit."""
+    if not limit or len(df) <= limit:
+        return df
+    paths = df["path"].astype(str)
+    folders = paths.map(lambda p: p[: p.rfind("/") + 1])
+    videos = list(np.unique(folders.to_numpy()))
+    np.random.RandomState(seed).shuffle(videos)
+    by_folder = {v: g.sort_values("path", kind="mergesort").index for v, g in df.assign(_f=folders).groupby("_f")}
+    picked: list = []
+    for v in videos:
+        picked.extend(by_folder[v])
+        if len(picked) >= limit:
+            break
+    return df.loc[picked[:limit]].reset_index(drop=True)
 
 
 class FaceDataset(torch.utils.data.Dataset):

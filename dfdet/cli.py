@@ -101,9 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if args.command is None else 2
     # SIGTERM (kill, a job scheduler, docker stop) unwinds like Ctrl-C: temp files are removed, what was
-    # finished stays, and the same command resumes.
+    # finished stays, and the same command resumes. Ctrl-C is set here too, not trusted from the parent: a
+    # process started with SIGINT ignored (a background job of a non-interactive shell, some CI runners)
+    # keeps SIG_IGN through exec, and Python then installs no KeyboardInterrupt handler at all.
     in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _interrupted) if in_main else None
+    previous = {sig: signal.signal(sig, handler) for sig, handler in
+                ((signal.SIGTERM, _interrupted), (signal.SIGINT, signal.default_int_handler))} if in_main else {}
     try:
         rc = int(args._run(args) or 0)
         if rc == 0:
@@ -124,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dfdet {args.command}: interrupted; finished outputs were kept, re-run to resume", file=sys.stderr)
         return 130
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            if handler is not None:  # None: a handler not set from Python, which cannot be put back
+                signal.signal(sig, handler)
 
 
 def _interrupted(signum, frame):

@@ -44,8 +44,11 @@ def small_manifest(shared, tmp_path_factory) -> tuple[Path, Path]:
     return write_manifest(pd.concat(parts), tmp_path_factory.mktemp("m") / "m.csv"), root
 
 
-def dfdet_process(args: list[str], pause: dict | None = None) -> subprocess.Popen:
-    """`python -m dfdet args`; pause: DFDET_PAUSE* settings of tests/pause_point.py (a known point to stop at)."""
+def dfdet_process(args: list[str], pause: dict | None = None, sigint_ignored: bool = False) -> subprocess.Popen:
+    """`python -m dfdet args`; pause: DFDET_PAUSE* settings of tests/pause_point.py (a known point to stop at).
+
+    sigint_ignored starts it the way a background job of a non-interactive shell (and some CI runners) does:
+    with SIGINT set to SIG_IGN, which exec keeps. The CLI must install its own Ctrl-C handling regardless."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1",
            "OMP_NUM_THREADS": "1"}
     env = {k: v for k, v in env.items() if not k.startswith("DFDET_PAUSE")}
@@ -54,8 +57,9 @@ def dfdet_process(args: list[str], pause: dict | None = None) -> subprocess.Pope
         hook.mkdir(exist_ok=True)
         (hook / "sitecustomize.py").write_text((ROOT / "tests" / "pause_point.py").read_text())
         env.update(pause, PYTHONPATH=f"{hook}{os.pathsep}{ROOT}")
+    start = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
     return subprocess.Popen([sys.executable, "-m", "dfdet", *args], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=start)
 
 
 def wait_for(predicate, proc: subprocess.Popen, seconds: float = 120) -> None:
@@ -190,8 +194,10 @@ def test_preprocessing_interrupted_keeps_whole_crops_and_resumes(shared, tmp_pat
     out = tmp_path / "crops"
     argv = ["preprocess", str(src), "-o", str(out), "--frames", "4", "--workers", str(workers), "--no-progress"]
     marker = tmp_path / "paused"
+    # SIGINT is sent to a process that started with SIGINT ignored: what made this test hang in CI.
     proc = dfdet_process(argv, pause={"DFDET_PAUSE": "dfdet.data.preprocess:_save_atomic",
-                                      "DFDET_PAUSE_MATCH": "ZZ", "DFDET_PAUSE_MARKER": str(marker)})
+                                      "DFDET_PAUSE_MATCH": "ZZ", "DFDET_PAUSE_MARKER": str(marker)},
+                         sigint_ignored=sig == signal.SIGINT)
     wait_for(lambda: marker.is_file() and len(list((out / RECORDS).rglob("*.json"))) == 4, proc)
     rc, _, err = interrupt(proc, sig)
     assert rc == 130 and "interrupted" in err and "Traceback" not in err

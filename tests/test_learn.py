@@ -132,3 +132,80 @@ def test_geometry_samples_large_groups_and_says_so(tmp_path):
 def test_geometry_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["geometry", str(tmp_path)]) == 2
     assert "not a finished dfdet run" in capsys.readouterr().err
+
+
+# -- the sphere: exact slices -------------------------------------------------------------------------------
+
+def test_slerp_stays_on_the_sphere_and_lerp_cuts_inside():
+    from dfdet.learn import sphere
+    za, zb = np.eye(8)[0], np.eye(8)[1]  # 90° apart
+    p = sphere.interpolate(za, zb, na=2.0, nb=4.0, steps=5)
+    assert np.allclose(np.linalg.norm(p.slerp, axis=1), 1.0)
+    assert np.linalg.norm(p.lerp[2]) == pytest.approx(math.cos(math.radians(45)))  # the chord's midpoint
+    assert p.angle == pytest.approx(90.0)
+    assert np.linalg.norm(p.slerp_raw[2]) == pytest.approx(3.0)  # interpolated norm for a head without Norm
+    with pytest.raises(Exception, match="same way"):
+        sphere.interpolate(za, za)
+
+
+def test_boundary_circle_is_where_the_head_says_one_half():
+    from dfdet.learn import sphere
+    rng = np.random.default_rng(1)
+    head = sphere.Head(rng.standard_normal(16), 0.4, True, "test")
+    za, zb = rng.standard_normal(16), rng.standard_normal(16)
+    B = sphere.pair_view(za / np.linalg.norm(za), zb / np.linalg.norm(zb), head)
+    assert np.allclose(B @ B.T, np.eye(3), atol=1e-9)
+    circle = sphere.circle_on_sphere(B @ head.u, -head.c)
+    assert circle is not None
+    assert np.allclose(head.p_fake(circle @ B), 0.5, atol=1e-9)  # back in 16-d: exactly on the boundary
+    far = sphere.circle_on_sphere(np.array([1.0, 0, 0]), 2.0)
+    assert far is None  # a plane that misses the sphere draws nothing
+
+
+def test_norm_sweep_is_flat_with_norm_and_moves_without():
+    from dfdet.learn import sphere
+    u = np.array([1.0, 0, 0, 0])
+    z = np.array([0.6, 0.8, 0, 0])
+    heads = {"with": sphere.Head(u, 0.1, True, "n"), "without": sphere.Head(u, 0.1, False, "r")}
+    s = sphere.norm_sweep(z, 3.0, heads)
+    assert np.ptp(s["with"]) == pytest.approx(0.0, abs=1e-12)
+    assert np.ptp(s["without"]) > 0.3
+
+
+def test_learn_link_clamps_and_ignores_with_plain_notes(tmp_path):
+    from dfdet.artifacts import load_run
+    from dfdet.learn import link
+    run = load_run(_square_run(tmp_path / "run"))
+    got = link.read({"tab": "learn", "run": "r", "method": "ln_norm", "a": "99", "b": "-3", "t": "7",
+                     "row": "x<script>", "m2": "nope", "stack": "ln_tuning", "evil": "1"}, {"r": run})
+    assert got.values == {"run": "r", "method": "ln_norm", "a": 3, "b": 0, "t": 1.0, "stack": "ln_tuning"}
+    assert len(got.notes) == 6  # a, b, t clamped; row, m2, evil ignored
+    assert link.read({"t": "nan", "run": "missing"}, {"r": run}).values == {}
+
+
+def test_service_panels_on_a_run_without_models(tmp_path):
+    from dfdet.learn.service import LearnService
+    from dfdet.viz.store import AppConfig, Store
+    _square_run(tmp_path / "runs" / "sq")
+    store = Store(AppConfig(runs=str(tmp_path / "runs"), cache_dir=str(tmp_path / "c"), demo="off"))
+    store.reload_runs()
+    svc = LearnService(store)
+    fig, text = svc.boundary("sq", "ln_norm", 1)
+    assert "class means" in fig["layout"]["title"]["text"]  # no head loaded: says what it drew instead
+    sph, nf, pf, text = svc.pair("sq", "ln_norm", 0, 1, 0.5)
+    assert "‖LERP‖ = 0.707" in text and "No p_fake" in text
+    df, _ = svc.geometry("sq")
+    assert df[df["dataset"] == "A"]["alignment"].iloc[0] == pytest.approx(2.0)
+    table, cite = svc.reported("sq")
+    assert "arXiv:2503.19683" in cite and (table["reported"] != "").all()
+
+
+def test_bundled_reported_numbers_match_their_transcription_and_cite_their_source():
+    from dfdet.learn import reported
+    from dfdet.text.thesis import THESIS_REPORTED_AUROC
+    rec = reported.records()
+    thesis = rec[rec["source"] == "thesis"]
+    assert {(r.method, r.dataset): r.value for r in thesis.itertuples()} == {
+        (m, d): v for m, per in THESIS_REPORTED_AUROC.items() for d, v in per.items()}
+    assert all(why for _, why in reported.missing())  # a table without numbers says why
+    assert rec[rec["source"] == "paper"].empty  # nothing was invented for the tables no source gave

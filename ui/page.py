@@ -14,13 +14,13 @@ import gradio as gr
 from dfdet.viz.session import Session
 from dfdet.viz.startup import CODE_URL, PAPER_URL
 
-from . import about, compare, errors, hypersphere, roc
+from . import about, compare, errors, hypersphere, learn, roc
 from .common import PRIVATE, Ctx
 from .runs import first_run, run_names
 
 DELETE_CACHE = (600, 3600)  # every 10 min, delete uploads/outputs older than 1 h; all of them at shutdown
-TABS = (compare, hypersphere, roc, errors, about)  # a new tab: a module with build(ctx) -> gr.Tab, added here
-TAB_IDS = ("compare", "hypersphere", "roc", "errors", "about")
+TABS = (compare, hypersphere, roc, errors, learn, about)  # a new tab: a module with build(ctx) -> gr.Tab, added here
+TAB_IDS = ("compare", "hypersphere", "roc", "errors", "learn", "about")
 NUMBERS = {"a", "b", "row", "threshold"}
 
 

@@ -209,3 +209,12 @@ def test_bundled_reported_numbers_match_their_transcription_and_cite_their_sourc
         (m, d): v for m, per in THESIS_REPORTED_AUROC.items() for d, v in per.items()}
     assert all(why for _, why in reported.missing())  # a table without numbers says why
     assert rec[rec["source"] == "paper"].empty  # nothing was invented for the tables no source gave
+
+
+def test_about_counts_a_loaded_zero_shot_method_as_loaded():
+    from dfdet.viz import about
+    md = about.method_markdown(TINY_MODEL, {"zeroshot_1desc": 0, "ln_norm": 8450}, "ViT-L-14")
+    rows = {line.split("|")[1].strip(" `"): line for line in md.splitlines()[2:]}
+    assert "not loaded" not in rows["zeroshot_1desc"] and "| 0 |" in rows["zeroshot_1desc"]
+    assert "not loaded" in rows["linear_probe"]
+    assert about.paper_results() is not None  # the bundled reported numbers (thesis), with their source

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from dfdet.learn import reported
 from dfdet.methods import METHODS, PAPER_METHODS
 from dfdet.viz import about
 from dfdet.viz.startup import CODE_URL, PAPER_URL
@@ -26,17 +27,16 @@ def build(ctx: Ctx) -> gr.Tab:
         table = gr.Markdown("Counting the trainable parameters of each method…", elem_id="about-table")
         gr.Markdown(about.METHODS_TEXT)
         paper = about.paper_results()
+        gr.Markdown("### Reported numbers\nThese are **the sources' own** numbers, as printed there; nothing in "
+                    "this table was measured by this app. The Learn tab sets them beside a run's measured ones.\n\n"
+                    + reported.citation_markdown())
         if paper is not None:
-            gr.Markdown("### The paper's reported numbers\nThese are **the paper's** numbers, as printed "
-                        "there; nothing here was measured by this app.")
-            gr.Dataframe(paper, interactive=False, label="Reported in the paper (not measured here)")
-        else:
-            gr.Markdown("### The paper's reported numbers\nNot bundled with this build: see the tables of "
-                        f"[arXiv 2503.19683]({PAPER_URL}). Numbers this app measures are in the ROC browser, per run.")
+            gr.Dataframe(paper, interactive=False, label="Reported (not measured here)", elem_id="about-reported")
 
     def counts():
         bank = s.store.bank
-        loaded = {e.spec.name: e.trainable_params for e in bank.entries.values()} if bank else None
+        loaded = {e.spec.name: e.trainable_params for e in bank.entries.values() if e.status == "ready"} if bank \
+            else None
         return about.method_markdown("ViT-L-14", loaded, bank.clip.config.model if bank else None)
 
     tab.first_visit = (counts, [], [table])

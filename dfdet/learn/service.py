@@ -17,7 +17,6 @@ from ..viz.store import Store, check_row, md_escape
 from . import figures, geometry, reported, sphere
 from .stack import ln_deltas, stack_parts
 
-LN_METHODS = ("ln_tuning", "ln_norm", "ln_norm_slerp")
 MAX_BOUNDARY_FACES = 4000  # faces drawn in a boundary sphere (a seeded sample beyond; WebGL stays responsive)
 
 

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
-from pathlib import Path
 
 import pandas as pd
 
@@ -14,7 +12,6 @@ log = logging.getLogger(__name__)
 
 PAPER = "Yermakov, Cech, Matas: Unlocking the Hidden Potential of CLIP in Generalizable Deepfake Detection " \
         "(arXiv 2503.19683)"
-PAPER_RESULTS_FILE = Path(__file__).with_name("paper_results.json")  # numbers transcribed from the paper
 
 TRAINS = {
     "head": "linear head only (CLIP frozen)",
@@ -116,8 +113,9 @@ def method_markdown(model: str = "ViT-L-14", loaded: dict[str, int] | None = Non
                     loaded_model: str | None = None) -> str:
     """The registry as a Markdown table, counts with thousands separators, each column naming its backbone.
 
-    `loaded` adds the counts of the checkpoints this server loaded, on `loaded_model` (the demo's tiny ViT
-    has far fewer parameters than ViT-L/14: both are shown, each labelled)."""
+    `loaded` adds the counts of the methods this server loaded (ready to score), on `loaded_model` (the demo's
+    tiny ViT has far fewer parameters than ViT-L/14: both are shown, each labelled); a method absent from it
+    reads "not loaded"."""
     df = method_table(model)
     col = f"trainable params ({model})"
     extra = loaded is not None and loaded_model and loaded_model != model
@@ -128,20 +126,15 @@ def method_markdown(model: str = "ViT-L-14", loaded: dict[str, int] | None = Non
         n = r[col]
         count = "n/a" if pd.isna(n) else f"{int(n):,}"
         if extra:
-            here = loaded.get(r["method"])
-            count += f" | {here:,}" if here else " | not loaded"
+            here = loaded.get(r["method"])  # 0 is a loaded zero-shot method (it trains nothing), not a missing one
+            count += f" | {here:,}" if here is not None else " | not loaded"
         lines.append(f"| `{r['method']}` | {r['label']} | {r['trains']} | {r['L2-norm']} | {r['SLERP']} | {count} | "
                      f"{r['description']} |")
     return "\n".join(lines)
 
 
-def paper_results(path: Path = PAPER_RESULTS_FILE) -> pd.DataFrame | None:
-    """The paper's reported numbers, if they were transcribed into paper_results.json.
-
-    Expected: {"source": "...", "records": [{"method", "dataset", "metric", "value", "table"}, ...]}.
-    """
-    if not path.is_file():
-        return None
-    data = json.loads(path.read_text())
-    df = pd.DataFrame(data.get("records", []))
+def paper_results() -> pd.DataFrame | None:
+    """The papers' reported numbers bundled with dfdet (dfdet/learn/reported.json), or None when none are."""
+    from ..learn.reported import records
+    df = records()
     return df if not df.empty else None

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pull": ("dfdet.hub.cli_pull", "download a dfdet checkpoint from the Hugging Face Hub"),
     "explain": ("dfdet.commands.explain", "saliency maps of each method for one face, with deletion/insertion curves"),
     "robustness": ("dfdet.commands.robustness", "re-score a run's faces under JPEG, downscale, blur and crop; flip shares"),
+    "project": ("dfdet.commands.project", "add UMAP projections (2-D, 3-D, per method) to a run folder, resumable"),
     "inspect": ("dfdet.commands.inspect", "per block, how far a checkpoint moved each LayerNorm's gamma/beta"),
     "geometry": ("dfdet.commands.geometry", "alignment and uniformity (Wang & Isola) of a run's embeddings"),
 }

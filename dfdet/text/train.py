@@ -53,6 +53,7 @@ class TextTrainConfig:
     grad_accum: int = 4  # micro-batches per optimiser step (thesis --accumulate_grad_batches 4)
     epochs: int = 20  # upper bound; early stopping usually ends sooner
     lr: float = 6e-7  # peak learning rate (thesis: 6e-7 for 1desc, 8e-7 for multi-description sets)
+    scheduler: bool = True  # warm-up + cosine restarts; thesis: off unless --use_scheduler, which its example run sets
     warmup_steps: int = 100  # optimiser steps of linear warm-up from min_lr at the start of every cycle
     cycle_epochs: int = 5  # length of one cycle (warm-up + cosine); each cycle's peak is peak_decay x the last
     peak_decay: float = 0.5  # thesis: the peak halves every cycle (--gamma 0.5)
@@ -63,7 +64,7 @@ class TextTrainConfig:
     early_stop_patience: int = 5  # stop after this many epochs without a lower validation loss (thesis: 5; 0 = off)
     early_stop_min_delta: float = 0.0  # an epoch counts as better only if its loss drops by more than this
     seed: int = 42  # controls pairing, description sampling and shuffling
-    precision: str = "auto"  # "auto" = bf16 autocast on CUDA, fp32 on CPU; or "fp32" / "bf16"
+    precision: str = "fp32"  # thesis: fp32 (--mixed_precision '32', options.py:25); "bf16" or "auto" (bf16 on CUDA)
     max_steps: int = 0  # stop after this many optimiser steps (0 = no limit); for smoke runs
     num_workers: int = 0  # DataLoader workers
     checkpoint_dtype: str = "fp32"  # "fp32" or "bf16": bf16 halves the ~1.7 GB ViT-L/14 checkpoint
@@ -196,7 +197,8 @@ def train_textguided(cfg: TextTrainConfig) -> Path:
         opt.zero_grad(set_to_none=True)
         for i, (real_px, fake_px) in enumerate(tqdm(loader, desc=f"{spec.name} epoch {epoch + 1}/{cfg.epochs}",
                                                     leave=False, disable=None)):
-            lr = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.cycle_epochs * steps_per_epoch, cfg.peak_decay, cfg.min_lr)
+            lr = (lr_at(step, cfg.lr, cfg.warmup_steps, cfg.cycle_epochs * steps_per_epoch, cfg.peak_decay, cfg.min_lr)
+                  if cfg.scheduler else cfg.lr)  # off: the thesis returns the bare optimiser (lightning_model.py:127)
             for g in opt.param_groups:
                 g["lr"] = lr
             n = real_px.shape[0]

@@ -8,6 +8,7 @@ Every other case gets the same message, so a refusal never tells whether a path 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +70,8 @@ class UploadLimits:
 
     client_mb: float = 200.0  # one client (IP address): 4 files at the 50 MB per-file limit
     total_mb: float = 2000.0  # all clients together
+    min_rate_kb: float = 32.0  # a body must arrive at this many KB/s on average (a 256 kbit/s link)...
+    grace_s: float = 10.0  # ...counted after this many seconds (slow starts, small bodies)
 
     ENV = {"client_mb": "DFDET_UPLOAD_CLIENT_MB", "total_mb": "DFDET_UPLOAD_TOTAL_MB"}
 
@@ -203,45 +206,140 @@ class UploadBudget:
 
 class UploadGate:
     """ASGI middleware in front of the app: every request body is admitted against the UploadBudget by its
-    declared length before any byte of it is read (refused with 413 and the reason), counted while it is
-    received, and an upload's files are counted while they stay on disk. A body without a length (chunked)
-    is refused with 411: its size could not be known in advance."""
+    declared length before any byte of it is read (refused with 413 and the reason), and then counted as it
+    arrives, whatever the headers say: a body that runs past its declared length is cut off (413), and so is
+    one that arrives slower than the limits' minimum rate (408), which would hold its share of the budget.
+    A body without a length (chunked) is refused with 411: its size could not be known in advance; a request
+    with both Content-Length and Transfer-Encoding (or two lengths) is refused with 400, as HTTP/1.1 allows."""
 
-    def __init__(self, app, budget: UploadBudget):
+    def __init__(self, app, budget: UploadBudget, clock=None):
+        import time
         self.app = app
         self.budget = budget
+        self.clock = clock or time.monotonic
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
-        if length is None:
-            if b"transfer-encoding" in headers:
-                return await _answer(send, 411, "a request body needs a Content-Length header on this server")
+        if not route_open(scope["method"], scope.get("path", "")):
+            return await _answer(send, 404, "not served by this app")
+        raw = scope.get("headers") or []
+        lengths = [v for k, v in raw if k.lower() == b"content-length"]
+        chunked = any(k.lower() == b"transfer-encoding" for k, _ in raw)
+        if lengths and chunked:
+            return await _answer(send, 400, "a request may not carry both Content-Length and Transfer-Encoding")
+        if len(lengths) > 1:
+            return await _answer(send, 400, "a request may carry one Content-Length header")
+        if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE") and not lengths and not chunked:
             return await self.app(scope, receive, send)
+        if chunked:
+            return await _answer(send, 411, "a request body needs a Content-Length header on this server")
         try:
-            size = int(length)
+            size = int(lengths[0]) if lengths else 0
+            if size < 0 or not lengths[0].strip().isdigit():
+                raise ValueError
         except ValueError:
             return await _answer(send, 400, "bad Content-Length")
         client = (scope.get("client") or ("unknown",))[0]
+        upload = scope.get("path", "").rstrip("/").endswith(UPLOAD_PATHS)
+        if not upload and size > MAX_JSON_BYTES:
+            return await _answer(send, 413, f"request body too large ({size:,} bytes; at most {MAX_JSON_BYTES:,} "
+                                            "outside an upload)")
         reason = self.budget.refusal(client, size)
         if reason:
             return await _answer(send, 413, reason)
-        upload = scope.get("path", "").rstrip("/").endswith(UPLOAD_PATHS)
-        status, body = [0], []
-
-        async def watch(message):
-            if upload and message["type"] == "http.response.start":
-                status[0] = message["status"]
-            elif upload and message["type"] == "http.response.body" and status[0] == 200:
-                body.append(message.get("body", b""))
-            await send(message)
+        body = _Body(self, size, receive, send, upload)
         self.budget.start(client, size, upload)
         try:
-            await self.app(scope, receive, watch)
+            await self.app(scope, body.receive, body.send)
+        except Exception:
+            if not body.cut:
+                raise  # the app's own error; a cut-off body's ClientDisconnect is expected
         finally:
-            self.budget.finish(client, size, upload, _paths(b"".join(body)) if status[0] == 200 else None)
+            self.budget.finish(client, size, upload, body.kept_paths())
+
+
+class _Body:
+    """One request's body as it arrives: bytes counted against the declared length, and a deadline from the
+    minimum rate (limits.min_rate_kb per second on average, after limits.grace_s). Past either, the client
+    gets the refusal and the app a disconnect."""
+
+    def __init__(self, gate: UploadGate, size: int, receive, send, upload: bool):
+        self.gate, self.size, self._receive, self._send, self.upload = gate, size, receive, send, upload
+        self.got, self.started, self.cut, self.status, self.body = 0, gate.clock(), False, 0, []
+        self.answered = self.done = False
+
+    def deadline(self) -> float:
+        limits = self.gate.budget.limits
+        return self.started + limits.grace_s + self.got / (limits.min_rate_kb * 1024)
+
+    async def receive(self):
+        import asyncio
+        if self.cut:
+            return {"type": "http.disconnect"}
+        if self.done:  # the body is in: later receives wait for a disconnect (streamed answers), unbounded
+            return await self._receive()
+        wait = self.deadline() - self.gate.clock()
+        try:
+            message = await asyncio.wait_for(self._receive(), timeout=max(wait, 0.001))
+        except asyncio.TimeoutError:
+            return await self._cut(408, self._slow())
+        if message.get("type") == "http.request":
+            self.got += len(message.get("body", b""))
+            if self.got > self.size:
+                return await self._cut(413, f"request body larger than its Content-Length ({self.size:,} bytes)")
+            self.done = not message.get("more_body", False)
+            if self.gate.clock() > self.deadline() and not self.done:
+                return await self._cut(408, self._slow())
+        return message
+
+    def _slow(self) -> str:
+        return (f"request body too slow: under {self.gate.budget.limits.min_rate_kb:g} KB/s on average; "
+                "it held upload room other visitors need")
+
+    async def _cut(self, status: int, text: str):
+        self.cut = True
+        if not self.answered:
+            self.answered = True
+            await _answer(self._send, status, text)
+        return {"type": "http.disconnect"}
+
+    async def send(self, message):
+        if self.cut:
+            return  # the client already has the refusal
+        if message["type"] == "http.response.start":
+            self.answered, self.status = True, message["status"]
+        elif self.upload and message["type"] == "http.response.body" and self.status == 200:
+            self.body.append(message.get("body", b""))
+        await self._send(message)
+
+    def kept_paths(self) -> list[str] | None:
+        return _paths(b"".join(self.body)) if self.upload and self.status == 200 and not self.cut else None
+
+
+# ------------------------------------------------------------------------------------------ gradio's routes
+# gradio mounts about 80 routes. The dashboard needs only these (audited in tests/test_security_http.py, which
+# fails when gradio adds a route, so each new one is looked at); every other /gradio_api route, and gradio's
+# login, logout and monitoring pages, answer 404 before gradio sees the request. Closed, among others:
+# process_recording (kept every body it spooled), vibe-edit/vibe-code (edits the app's code), run-history,
+# proxy=, custom_component, stream (webcam streaming), component_server, dev/reload, token, monitoring.
+OPEN_GET = re.compile(r"/gradio_api/(info/?|openapi\.json|file=.+|file/.+|heartbeat/[^/]+|queue/data|queue/status"
+                      r"|upload_progress|call/(v2/)?[^/]+/[^/]+|startup-events|theme\.css|app_id/?|deep_link"
+                      r"|login_check/?)")
+OPEN_POST = re.compile(r"/gradio_api/(queue/join|upload|cancel|reset/?|(call/v2|call|run|api)/[^/]+/?)")
+CLOSED_PAGES = re.compile(r"/(monitoring(/.*)?|login/?|logout/?)")
+MAX_JSON_BYTES = 2 << 20  # a request body that is not an upload (event payloads name uploaded files, never hold them)
+
+
+def route_open(method: str, path: str) -> bool:
+    """Whether the dashboard serves `method path` at all (gradio's own checks come after)."""
+    if method in ("GET", "HEAD"):
+        if path.startswith("/gradio_api/") or path == "/gradio_api":
+            return bool(OPEN_GET.fullmatch(path))
+        return not CLOSED_PAGES.fullmatch(path)
+    if method == "OPTIONS":
+        return True  # CORS preflight: answered by the CORS middleware, never a handler
+    return bool(OPEN_POST.fullmatch(path))
 
 
 def _paths(body: bytes) -> list[str] | None:

@@ -250,15 +250,69 @@ def test_errors_none_at_a_threshold_and_a_face_opens_in_compare(page, server):
     expect(page.locator("#cmp-header")).to_contain_text("of run demo")
 
 
+def plot_traces(page) -> list[str]:
+    return page.evaluate("() => { const gd = document.querySelector('#hs-plot .js-plotly-plot');"
+                         " return gd && gd.data ? gd.data.map(t => t.name) : []; }")
+
+
 def test_a_shared_link_opens_the_slerp_path_and_copy_link_makes_one(page, server):
     from playwright.sync_api import expect
-    page.goto(server["url"] + "?tab=hypersphere&run=demo&method=ln_norm&a=0&b=5")
+    page.goto(server["url"] + "?tab=hypersphere&run=demo&method=ln_norm&a=3&b=17")  # the README's link
     expect(page.get_by_role("tab", name="Hypersphere")).to_have_attribute("aria-selected", "true")
-    expect(page.locator("#sl-text")).to_contain_text("A = row 0")
-    expect(page.locator("#sl-text")).to_contain_text("B = row 5")
+    expect(page.locator("#sl-text")).to_contain_text("A = row 3")
+    expect(page.locator("#sl-text")).to_contain_text("B = row 17")
+    # the map shows the path and the A/B markers, and the tab's first-visit view never redraws over them
+    page.wait_for_function("() => { const gd = document.querySelector('#hs-plot .js-plotly-plot');"
+                           " return gd && gd.data && gd.data.some(t => t.name === 'A / B'); }")
+    page.get_by_role("tab", name="ROC browser").click()
+    expect(page.locator("#roc-plot")).to_contain_text("AUROC")
+    page.get_by_role("tab", name="Hypersphere").click()
+    assert {"SLERP path", "A / B"} <= set(plot_traces(page))
     page.locator("#copy-link").click()
     link = page.locator("#link-box textarea, #link-box input").first
-    expect(link).to_have_value(re.compile(r"tab=hypersphere&run=demo&method=ln_norm&a=0&b=5"))
+    expect(link).to_have_value(re.compile(r"tab=hypersphere&run=demo&method=ln_norm&a=3&b=17"))
+
+
+def test_copy_link_keeps_the_roc_selection_and_the_errors_dataset(page, server):
+    from playwright.sync_api import expect
+    run = server["session"].run(server["run"])
+    ds = sorted(run.predictions["dataset"].unique())[-1]
+    page.goto(server["url"] + f"?tab=roc&run=demo&methods=ln_norm,linear_probe&datasets={ds}&level=video"
+                              "&threshold=0.4")
+    expect(page.locator("#roc-plot")).to_contain_text(f"LN + Norm · {ds}")
+    expect(page.locator("#roc-methods").get_by_role("checkbox", name="LN-tuning", exact=True)).not_to_be_checked()
+    page.locator("#copy-link").click()
+    link = page.locator("#link-box textarea, #link-box input").first
+    expect(link).to_have_value(re.compile(f"tab=roc&run=demo&methods=ln_norm%2Clinear_probe&datasets={ds}"
+                                          "&level=video&threshold=0.4$"))
+    page.goto(server["url"] + f"?tab=errors&run=demo&dataset={ds}")
+    expect(page.locator("#er-dataset input")).to_have_value(ds)
+    page.locator("#copy-link").click()
+    expect(link).to_have_value(re.compile(f"tab=errors&run=demo&method=\\w+&dataset={ds}&threshold="))
+
+
+def test_a_bad_link_is_clamped_or_ignored_with_a_note_never_an_error(page, server):
+    """?threshold=7, a NaN, a Radio value that is HTML, an unknown run: a note, no toast, no Error badge."""
+    from playwright.sync_api import expect
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    evil = "%3Cimg%20src%3Dx%3E%3Ca%20href%3D%27http%3A%2F%2Fevil%27%3Elogin%3C%2Fa%3E"
+    page.goto(server["url"] + f"?tab=roc&threshold=7&level={evil}&run=nope")
+    expect(page.get_by_role("tab", name="ROC browser")).to_have_attribute("aria-selected", "true")
+    note = page.locator("#link-note")
+    expect(note).to_contain_text("threshold '7' is outside 0 to 1; using 1")
+    expect(note).to_contain_text("ignored run 'nope'")
+    expect(note).to_contain_text("ignored level \"<img src=x><a href='http://evil'>login")  # shown as text
+    expect(page.locator("#link-note img, #link-note a")).to_have_count(0)
+    expect(page.locator("#roc-thr input[type=number]")).to_have_value("1")
+    expect(page.locator("#roc-plot")).to_contain_text("AUROC")  # the view opened with what was valid
+    expect(grid(page, "roc-conf").get_by_role("gridcell", name="1", exact=True).first).to_be_visible()
+    page.goto(server["url"] + "?tab=errors&threshold=nan&color=x")
+    expect(page.locator("#link-note")).to_contain_text("ignored threshold 'nan'")
+    expect(page.locator("#er-note")).to_contain_text("Click a face to open it in Compare")
+    expect(page.locator(".toast-body")).to_have_count(0)
+    expect(page.locator(".error").get_by_text("Error", exact=True)).to_have_count(0)
+    assert not errors
 
 
 def test_about_counts_name_their_backbone(page, server):
@@ -430,3 +484,55 @@ def write_latencies() -> None:
     else:
         text = text.rstrip() + "\n\n" + "\n".join(lines) + "\n"
     out.write_text(text)
+
+
+def test_learn_every_control_and_its_deep_link(page, server):
+    """The Learn tab: each panel's controls, the linked click between the two spheres, and a clamped deep link."""
+    from playwright.sync_api import expect
+    page.get_by_role("tab", name="Learn").click()
+    expect(page.locator("#ln-stack-text")).to_contain_text("104,450")  # LN + Norm + SLERP on ViT-L/14, exact
+    expect(page.locator("#ln-delta-note")).to_contain_text("random-weight backbone it was trained from")
+    expect(grid(page, "ln-reported")).to_contain_text("86.68%")  # reported, beside "measured here"
+    page.locator("#ln-stack-method").get_by_text("Linear probe", exact=True).click()
+    expect(page.locator("#ln-stack-text")).to_contain_text("2,050")
+    t0 = time.perf_counter()
+    page.locator("#ln-show2").click()
+    expect(page.locator("#ln-boundary-text")).to_contain_text("head's direction")
+    timed("Learn: norms + boundary + sweep (click -> text)", t0)
+    expect(page.locator("#ln-norms")).to_contain_text("‖z_cls‖")
+    expect(page.locator("#ln-sweep")).to_contain_text("p_fake")
+    page.locator("#ln-rand").click()  # same class by default, as in training
+    expect(page.locator("#ln-pair-text")).to_contain_text("Same-class pair")
+    page.locator("#ln-kind").get_by_text("different class", exact=True).click()
+    page.locator("#ln-a input").fill("0")
+    page.locator("#ln-b input").fill("0")
+    page.locator("#ln-draw").click()
+    expect(page.locator("#ln-status")).to_contain_text("same row")
+    page.locator("#ln-rand").click()
+    expect(page.locator("#ln-pair-text")).to_contain_text("Different-class pair")
+    rng = page.locator("#ln-t input[type=range]")
+    box = rng.bounding_box()
+    t0 = time.perf_counter()
+    rng.click(position={"x": box["width"] * 0.9, "y": box["height"] / 2})  # a release of the slider redraws
+    expect(page.locator("#ln-pair-text")).to_contain_text(re.compile(r"At t = 0\.(8|9)"))
+    timed("Learn: t slider released (release -> text)", t0)
+    expect(page.locator("#ln-pair-norm")).to_contain_text("Norm along t")
+    page.locator("#ln-show4").click()
+    expect(grid(page, "ln-geo-table")).to_contain_text("uniformity")
+    expect(page.locator("#ln-geo")).to_contain_text("alignment")
+    page.locator("#ln-show5").click()
+    expect(page.locator("#ln-side-b")).to_contain_text("ln_tuning")
+    page.wait_for_function("() => document.querySelector('#ln-side-a .js-plotly-plot').__dfdetLearn === true")
+    page.evaluate("() => document.querySelector('#ln-side-a .js-plotly-plot').emit('plotly_click',"
+                  " {points: [{customdata: 7}]})")
+    expect(page.locator("#ln-row input")).to_have_value("7")
+    page.wait_for_function("() => ['#ln-side-a', '#ln-side-b'].every(s => document.querySelector(s + ' .js-plotly-plot')"
+                           ".data.some(t => t.name === 'row 7'))")  # ringed in both spheres
+    shoot(page, server, "learn")
+    page.goto(server["url"] + "?tab=learn&run=demo&method=ln_norm&a=1&b=999999&t=5&row=%3Cb%3Ex")
+    expect(page.get_by_role("tab", name="Learn")).to_have_attribute("aria-selected", "true")
+    note = page.locator("#ln-link-note")
+    expect(note).to_contain_text("clamped")
+    expect(note).to_contain_text("ignored row '<b>x'")  # shown as text, never as HTML
+    expect(page.locator("#ln-link-note b")).to_have_count(0)
+    expect(page.locator("#ln-pair-text")).to_contain_text("At t = 1.00")

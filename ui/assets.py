@@ -93,4 +93,5 @@ CSS = """
 #er-fp .caption-label, #er-fn .caption-label, #er-dis .caption-label {white-space: normal; overflow: visible;
   text-overflow: clip; font-size: 11px; line-height: 1.2;}
 #page-title h1 {margin-bottom: 0;}
+#link-note .link-note {padding: 4px 10px; border-radius: 6px; background: #fff8e1; color: #5d4200; font-size: 0.9em;}
 """

@@ -109,6 +109,6 @@ def build(ctx: Ctx) -> gr.Tab:
     api_btn.click(friendly(api_view), inputs[:4], [fp, fn, dis, note], api_name="errors")
 
     ctx.run_lists.append(run)
-    ctx.url_inputs["errors"] = {"run": run, "method": method, "threshold": threshold}
+    ctx.url_inputs["errors"] = {"run": run, "method": method, "dataset": dataset, "threshold": threshold}
     tab.first_visit = (view, inputs, outputs)
     return tab

@@ -7,6 +7,7 @@ link of what is on screen.
 """
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlencode
 
 import gradio as gr
@@ -18,10 +19,10 @@ from . import about, compare, errors, hypersphere, learn, roc
 from .common import PRIVATE, Ctx
 from .runs import first_run, run_names
 
+log = logging.getLogger("dfdet.app")
 DELETE_CACHE = (600, 3600)  # every 10 min, delete uploads/outputs older than 1 h; all of them at shutdown
 TABS = (compare, hypersphere, roc, errors, learn, about)  # a new tab: a module with build(ctx) -> gr.Tab, added here
 TAB_IDS = ("compare", "hypersphere", "roc", "errors", "learn", "about")
-NUMBERS = {"a", "b", "row", "threshold"}
 
 
 def build_app(session: Session) -> gr.Blocks:
@@ -43,6 +44,7 @@ def build_app(session: Session) -> gr.Blocks:
             link_btn = gr.Button("Copy link to this view", size="sm", scale=0, elem_id="copy-link")
             link_box = gr.Textbox(show_label=False, container=False, interactive=False, elem_id="link-box",
                                   placeholder="a link that opens this view with its selection")
+        note_box = gr.HTML("", elem_id="link-note")  # what a link asked for that could not be used
         current = gr.State("compare")
         url_tab = gr.State("")  # the tab a link named, "" for a plain visit
         with gr.Tabs(selected="compare") as tabs:
@@ -107,31 +109,29 @@ def build_app(session: Session) -> gr.Blocks:
         keys = [(tid, k) for tid in TAB_IDS for k in ctx.url_inputs.get(tid, {})]
         comps = [ctx.url_inputs[tid][k] for tid, k in keys]
 
-        def from_url(request: gr.Request):
-            q = dict(request.query_params) if request is not None else {}
-            tab = q.get("tab") if q.get("tab") in TAB_IDS else None
-            values = []
-            for tid, k in keys:
-                v = q.get(k) if tab == tid else None
-                if v is not None and k in NUMBERS:
-                    try:
-                        v = float(v) if k == "threshold" else int(v)
-                    except ValueError:
-                        v = None
-                if v is not None and k == "dims":
-                    v = "3-D" if str(v).startswith("3") else "2-D"
-                values.append(v if v is not None else gr.skip())
-            return (gr.Tabs(selected=tab) if tab else gr.skip(), tab or "compare", tab or "", *values)
+        def from_url(request: gr.Request, shown_tabs):
+            """The link's valid parameters onto the components (dfdet.viz.links: bad ones are clamped or
+            ignored, with a plain-text note); the tab it opens counts as visited, so its first-visit view
+            never redraws over what the link asked for (a SLERP path)."""
+            from dfdet.viz.links import read_link
+            try:
+                link = read_link(dict(request.query_params) if request is not None else {}, s.store,
+                                 {tid: tuple(ctx.url_inputs.get(tid, {})) for tid in TAB_IDS})
+            except Exception:  # noqa: BLE001 - a link never takes the page down
+                log.exception("reading a link failed")
+                link = None
+            tab = link.tab if link else None
+            values = [link.values[k] if tab == tid and k in link.values else gr.skip() for tid, k in keys]
+            shown_now = set(shown_tabs or ()) | ({tab} if tab and tab in ctx.url_inputs else set())
+            return (gr.Tabs(selected=tab) if tab else gr.skip(), tab or "compare", tab or "", shown_now,
+                    link_note(link.notes if link else []), *values)
 
         def make_link(tab, *values):
-            q = {"tab": tab}
-            for (tid, k), v in zip(keys, values):
-                if tid == tab and v not in (None, "", []):
-                    q[k] = v if not isinstance(v, float) or k == "threshold" else int(v)
-            return urlencode(q)
+            from dfdet.viz.links import link_query
+            return urlencode(link_query(tab, {k: v for (tid, k), v in zip(keys, values) if tid == tab}))
 
         app.load(refresh, None, [*status_out, *run_lists], api_name="_load", **PRIVATE).then(
-            from_url, None, [tabs, current, url_tab, *comps], api_name="_from_url", **PRIVATE).then(
+            from_url, shown, [tabs, current, url_tab, shown, note_box, *comps], api_name="_from_url", **PRIVATE).then(
             open_from_url(built), [url_tab, *[i for t in built.values() for i in url_view(t)[1]]],
             [o for t in built.values() for o in url_view(t)[2]], api_name="_open_url", **PRIVATE)
         for i, (fn, output) in enumerate(ctx.on_load):
@@ -139,6 +139,12 @@ def build_app(session: Session) -> gr.Blocks:
         link_btn.click(make_link, [current, *comps], link_box, api_name="_link", **PRIVATE).then(
             None, link_box, link_box, js=_copy_js())
     return app
+
+
+def link_note(notes: list[str]) -> str:
+    """A link's refused parameters, as escaped text (a link's value is never rendered as HTML)."""
+    from html import escape
+    return f"<div class='link-note' role='status'>⚠ {escape('; '.join(notes))}</div>" if notes else ""
 
 
 def url_view(tab) -> tuple:
@@ -164,11 +170,29 @@ def open_from_url(built: dict):
                     res = view(*values[i0:i0 + n_in])
                     out += list(res if isinstance(res, tuple) else (res,))[:n_o]
                     continue
-                except Exception:  # noqa: BLE001 - a stale link opens the tab without its view
-                    pass
+                except Exception:  # noqa: BLE001 - a stale link opens the tab with its plain first view
+                    res = fallback(built[tid], values[i0:i0 + n_in], n_o)
+                    if res is not None:
+                        out += res
+                        continue
             out += [gr.skip()] * n_o
         return out if n_out != 1 else out[0]
     return handler
+
+
+def fallback(tab, values, n_out: int) -> list | None:
+    """The tab's first-visit view when its link view failed (a url_view's inputs and outputs begin with the
+    first visit's), padded with skips; None when there is none or it fails too."""
+    fv = getattr(tab, "first_visit", None)
+    if fv is None or fv is getattr(tab, "url_view", None):
+        return None
+    view, inputs, outputs = fv
+    try:
+        res = view(*values[:len(inputs)])
+    except Exception:  # noqa: BLE001 - the tab's own button shows the reason
+        return None
+    res = list(res if isinstance(res, tuple) else (res,))[:len(outputs)]
+    return res + [gr.skip()] * (n_out - len(res))
 
 
 def first_visit(key: str, view, n_out: int):

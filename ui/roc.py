@@ -72,6 +72,7 @@ def build(ctx: Ctx) -> gr.Tab:
     api_btn.click(friendly(view), inputs, outputs, api_name="roc")
 
     ctx.run_lists.append(run)
-    ctx.url_inputs["roc"] = {"run": run, "level": level, "threshold": threshold}
+    ctx.url_inputs["roc"] = {"run": run, "methods": methods, "datasets": datasets, "level": level,
+                             "threshold": threshold}
     tab.first_visit = (view, inputs, outputs)
     return tab

@@ -46,6 +46,7 @@ def evaluate(cfg: EvalConfig, bank: DetectorBank | None = None) -> Path:
     from .data.loader import loader_kwargs
     from .distributed import barrier, gather_rows, init, shard
     w, device = init(cfg.device)
+    check_run_target(Path(cfg.out))  # before any work: a refusal costs nothing
     root = Path(cfg.data_root) if cfg.data_root else default_data_root(cfg.manifest)
     df = read_manifest(cfg.manifest, root)
     if cfg.split != "all":
@@ -106,9 +107,41 @@ def evaluate(cfg: EvalConfig, bank: DetectorBank | None = None) -> Path:
                     for n in names},
         "not_evaluated": {n: e.message for n, e in bank.entries.items() if e.status != "ready"},
     }
-    run_dir = write_run(cfg.out, info, preds, metrics, roc, embeddings)
+    run_dir = place_run(Path(cfg.out), info, preds, metrics, roc, embeddings)
     barrier()
     return run_dir
+
+
+RUN_ENTRIES = {"run.json", "predictions.csv", "metrics.json", "roc.json", "embeddings", "projections", ".hub_repo"}
+
+
+def check_run_target(out: Path) -> None:
+    """A run is written into `out` whole, replacing what is there: only ever an earlier run (or nothing)."""
+    if not out.is_dir():
+        if out.exists():
+            raise DataError(f"--out {out} is a file, not a run folder; choose another --out")
+        return
+    other = sorted(p.name for p in out.iterdir() if p.name not in RUN_ENTRIES and not p.name.endswith(".tmp"))
+    if other:
+        raise DataError(f"--out {out} holds files that are not a dfdet run ({', '.join(other[:3])}); a run replaces "
+                        "its folder whole, so choose an empty or new --out")
+
+
+def place_run(out: Path, info: dict, preds, metrics, roc, embeddings) -> Path:
+    """Write the run in a hidden staging folder beside `out` and swap it in whole (dfdet.swap): a kill or a full
+    disk leaves the earlier run as it was, never a mix of two runs."""
+    import os
+    import secrets
+    import shutil
+    from .swap import swap_folder
+    check_run_target(out)
+    stage = out.parent / f".{out.name}.eval-{os.getpid()}-{secrets.token_hex(4)}"
+    stage.mkdir(parents=True)
+    try:
+        write_run(stage, info, preds, metrics, roc, embeddings)
+        return swap_folder(stage, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def summary_table(metrics: pd.DataFrame, level: str = "frame") -> pd.DataFrame:

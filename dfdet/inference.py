@@ -80,7 +80,12 @@ class DetectorBank:
         wanted = methods or list(METHODS)
         found: dict[str, list[Path]] = {}
         if root.is_dir():
-            for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            from .swap import recover_swaps
+            import logging
+            for note in recover_swaps(root):  # a replacement killed midway: the old checkpoint goes back
+                logging.getLogger("dfdet.inference").warning("%s", note)
+            # hidden folders are staging (.X.pull-*, .X.new-*, .X.retrain, .X.replaced): never a row
+            for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
                 try:
                     meta = read_meta(folder)
                 except CheckpointError as err:

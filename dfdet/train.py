@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -504,16 +503,11 @@ def staging_folder(out: Path, force: bool) -> Path:
 
 
 def swap_in(work: Path, out: Path) -> Path:
-    """Put a finished staging folder in place of `out` (two renames; the old folder is deleted last)."""
+    """Put a finished staging folder in place of `out` (the old folder is deleted last)."""
     if work == out:
         return out
-    import shutil
-    old = out.parent / f".{out.name}.replaced"
-    shutil.rmtree(old, ignore_errors=True)
-    os.replace(out, old)
-    os.replace(work, out)
-    shutil.rmtree(old, ignore_errors=True)
-    return out
+    from .swap import swap_folder
+    return swap_folder(work, out)  # old or new checkpoint in place at every instant (dfdet.swap)
 
 
 def calibrate_on_val(model: Detector, best_state: dict, val_feats, val_loader, device, cfg: TrainConfig) -> dict:

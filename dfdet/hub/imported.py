@@ -9,7 +9,6 @@ OpenAI's weights can still run it). Every key of the source is accounted for in 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -216,13 +215,8 @@ def write_imported(model: ImportedModel, out: str | Path, force: bool = False) -
                          "dropped_keys": model.source_keys - sum(model.key_report.values())},
         }
         save_checkpoint(stage, overlay, meta)
-        if out.exists():
-            trash = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-            os.replace(out, trash / out.name)
-            os.replace(stage, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(stage, out)
+        from ..swap import swap_folder
+        swap_folder(stage, out)  # the old or the new checkpoint in place at every instant
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -170,13 +169,8 @@ def _place(stage: Path, out: Path) -> None:
     for name in DFDET_FILES:
         if (stage / name).is_file():
             shutil.move(str(stage / name), keep / name)
-    if out.exists():
-        trash = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-        os.replace(out, trash / out.name)
-        os.replace(keep, out)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(keep, out)
+    from ..swap import swap_folder
+    swap_folder(keep, out)  # the old or the new checkpoint in place at every instant
 
 
 def _note_origin(folder: Path, repo_id: str, revision: str | None) -> None:

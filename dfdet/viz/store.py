@@ -163,7 +163,12 @@ class Store:
     def reload_runs(self) -> None:
         runs: dict[str, Run] = {}
         skipped: dict[str, str] = {}
-        named = [(f.name, f) for f in list_runs(self.cfg.runs)] + list(self.extra_runs.items())
+        from ..swap import recover_swaps
+        for note in recover_swaps(self.cfg.runs):  # a re-evaluation killed mid-swap: the old run goes back
+            log.warning("%s", note)
+        # hidden folders are staging (.X.eval-*, .X.pull-*, .X.replaced): never listed
+        named = [(f.name, f) for f in list_runs(self.cfg.runs) if not f.name.startswith(".")]
+        named += list(self.extra_runs.items())
         for name, folder in named:
             try:
                 run = load_run(folder)

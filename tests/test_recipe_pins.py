@@ -133,6 +133,23 @@ def test_the_optimiser_is_adamw_with_the_references_settings_and_groups(run):
     assert all("ln" in n or n.endswith("bias") for n in groups[1])
 
 
+def test_the_optimiser_takes_its_settings_from_the_config(dfdc_manifest, tmp_path):
+    """The cached linear-probe path (frozen features, augment=none): another branch of the same loop."""
+    seen: dict = {}
+    with pytest.MonkeyPatch.context() as mp:
+        handles = _watch(mp, seen)
+        try:
+            train_mod.train(_cfg(dfdc_manifest, tmp_path / "lp", method="linear_probe", epochs=1, eps=1e-6,
+                                 betas=(0.8, 0.9), weight_decay=0.01))
+        finally:
+            for h in handles:
+                h.remove()
+    opt = seen["opts"][0]
+    assert (tuple(opt.defaults["betas"]), opt.defaults["eps"]) == ((0.8, 0.9), 1e-6)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.01, 0.0]
+    assert [g[0] for g in seen["lrs"]] == pytest.approx([_paper_cosine(k, 3) for k in range(3)], rel=1e-12)
+
+
 def test_slerp_draws_t_uniform_on_0_1_and_partners_by_permutation_in_each_class(run):
     calls, labels = run["slerp"], run["labels"]
     assert len(calls) == EPOCHS * 3 and len(labels) == len(calls)  # once per training step

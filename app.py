@@ -27,7 +27,7 @@ from dfdet.viz.media import MAX_UPLOAD_MB, app_temp_dir  # noqa: E402
 from dfdet.viz.session import AppConfig, Session  # noqa: E402
 from ui.assets import CSS, HEAD  # noqa: E402
 from ui.common import MODEL_QUEUE, display_table, friendly, scrub  # noqa: E402,F401 - the app's public names
-from ui.guards import guard_file_inputs, guard_image_upload, is_file_input, upload_gate  # noqa: E402,F401
+from ui.guards import fair_queue, guard_file_inputs, guard_image_upload, is_file_input, upload_gate  # noqa: E402,F401,E501
 from ui.page import DELETE_CACHE, build_app  # noqa: E402,F401
 
 log = logging.getLogger("dfdet.app")
@@ -90,6 +90,7 @@ def launch(app: gr.Blocks, upload_limits=None, **kw):
     memory. Every file input goes through the one upload guard."""
     guard_file_inputs(app)
     app.queue(default_concurrency_limit=VIEW_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
+    fair_queue(app)  # each visitor's share of the model queue; views never wait behind it (ui/guards.py)
     return app.launch(max_file_size=f"{MAX_UPLOAD_MB}mb", state_session_capacity=STATE_SESSIONS, head=HEAD, css=CSS,
                       show_error=True, footer_links=["api"], app_kwargs=upload_gate(app, upload_limits), **kw)
 

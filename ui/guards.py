@@ -70,3 +70,47 @@ def upload_gate(app: gr.Blocks, limits: UploadLimits | None = None) -> dict:
     from starlette.middleware import Middleware
     app.upload_budget = UploadBudget(limits or UploadLimits.from_env(), get_upload_folder())
     return {"middleware": [Middleware(UploadGate, budget=app.upload_budget)]}
+
+
+MODEL_SHARE = 3  # model requests one visitor (IP address) may have waiting at once
+
+
+def fair_queue(app: gr.Blocks, share: int = MODEL_SHARE, model_queue: str | None = None) -> gr.Blocks:
+    """Each visitor gets a fair share of the model queue, and the cheap views keep answering.
+
+    gradio's queue has one size limit for all events: one visitor's 70 video requests filled it, and every
+    other visitor, plain views included, got "Queue is full". Here the model queue and the views each have
+    the app's max_size to themselves, and one visitor may have at most `share` model requests waiting."""
+    from gradio import route_utils
+
+    from .common import MODEL_QUEUE
+    model_queue = model_queue or MODEL_QUEUE
+    queue = app._queue
+    limit, queue.max_size = queue.max_size, None  # enforced below, per kind of event
+    push = queue.push
+
+    async def fair(body, request, username):
+        try:
+            fn = route_utils.get_fn(app, None, body)
+        except Exception:  # noqa: BLE001 - an unknown function: gradio's own push answers it
+            return await push(body, request, username)
+        model = fn.concurrency_id == model_queue
+        waiting = [e for cid, q in queue.event_queue_per_concurrency_id.items()
+                   if (cid == model_queue) == model for e in q.queue]
+        if limit is not None and len(waiting) >= limit:
+            what = "model requests" if model else "requests"
+            return False, f"Queue is full: {len(waiting)} {what} waiting; try again in a minute.", "queue_full"
+        if model:
+            client = _client(request)
+            mine = sum(_client(e.request) == client for e in waiting)
+            if mine >= share:
+                return (False, f"You already have {mine} model requests waiting (each visitor may have {share}); "
+                        "wait for them to finish.", "queue_full")
+        return await push(body, request, username)
+    queue.push = fair
+    return app
+
+
+def _client(request) -> str:
+    client = getattr(request, "client", None)
+    return getattr(client, "host", None) or "unknown"

@@ -13,6 +13,8 @@ DEMO_NOTE = "DEMO: random-weight backbone, scores are meaningless"
 CLASS_NAMES = {0: "real", 1: "fake"}
 CLASS_COLORS = {"real": "#1f77b4", "fake": "#d62728", "correct": "#2ca02c", "wrong": "#ff7f0e"}
 SVG_MAX_POINTS = 5000  # 2-D scatters above this use WebGL
+MAX_POINTS = 8000  # a sphere draws at most this many points (stratified); the rest are a density underneath
+ROC_POINTS = 1000  # a drawn ROC curve keeps about this many points (AUROC and operating points stay exact)
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")
 
@@ -118,18 +120,20 @@ def roc_figure(curves: list[dict], demo: bool, threshold: float | None = None) -
                              name="chance (AUROC 0.500)", hoverinfo="skip"))
     for c in curves:
         color = method_color(c.get("spec", c.get("method", "")))
-        thr = np.array([np.inf if t is None else t for t in c["thresholds"]], dtype=float)
+        thr = thresholds_array(c["thresholds"])
+        fpr, tpr = np.asarray(c["fpr"], dtype=float), np.asarray(c["tpr"], dtype=float)
+        keep = decimate(fpr, tpr)
         n = f", n={c['n']}" if c.get("n") else ""
         fig.add_trace(go.Scatter(
-            x=_l(c["fpr"]), y=_l(c["tpr"]), mode="lines", line=dict(color=color, shape="hv", width=2,
+            x=_l(np.round(fpr[keep], 5)), y=_l(np.round(tpr[keep], 5)), mode="lines", line=dict(color=color, shape="hv", width=2,
                                                                   dash=dataset_dash(datasets, c["dataset"])),
             name=f"{c['name']} (AUROC {c['auroc']:.3f}{n})", legendgroup=c["name"],
-            customdata=_l(np.where(np.isfinite(thr), thr, 1.0)),
+            customdata=_l(np.round(np.where(np.isfinite(thr[keep]), thr[keep], 1.0), 5)),
             hovertemplate=f"{c['name']}<br>FPR %{{x:.3f}}<br>TPR %{{y:.3f}}<br>threshold %{{customdata:.3f}}"
                           "<extra></extra>"))
         if threshold is not None:
             j = operating_point(thr, threshold)
-            fig.add_trace(go.Scatter(x=[float(c["fpr"][j])], y=[float(c["tpr"][j])], mode="markers", showlegend=False,
+            fig.add_trace(go.Scatter(x=[float(fpr[j])], y=[float(tpr[j])], mode="markers", showlegend=False,
                                      legendgroup=c["name"], name=f"{c['name']} at threshold",
                                      marker=dict(size=11, color=color, line=dict(color="black", width=2)),
                                      hovertemplate=f"{c['name']}<br>threshold {threshold:.2f}<br>FPR %{{x:.3f}}<br>"
@@ -140,6 +144,23 @@ def roc_figure(curves: list[dict], demo: bool, threshold: float | None = None) -
     fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.02, font=dict(size=11)),
                       margin=dict(l=50, r=10, t=70, b=45))
     return fig
+
+
+def thresholds_array(thresholds) -> np.ndarray:
+    """roc.json thresholds (None = +inf) as floats."""
+    if isinstance(thresholds, np.ndarray):
+        return thresholds.astype(float, copy=False)
+    return np.array([np.inf if t is None else t for t in thresholds], dtype=float)
+
+
+def decimate(fpr: np.ndarray, tpr: np.ndarray, n: int = ROC_POINTS) -> np.ndarray:
+    """Indices of about n points spread evenly along the curve (by FPR + TPR), ends and corners kept:
+    what is drawn; every number (AUROC, operating point) is read from the full curve."""
+    if len(fpr) <= n:
+        return np.arange(len(fpr))
+    s = fpr + tpr
+    idx = np.searchsorted(s, np.linspace(0.0, s[-1], n // 2), side="left")  # each with the point before it
+    return np.unique(np.r_[0, np.clip(idx, 0, len(s) - 1), np.clip(idx - 1, 0, len(s) - 1), len(s) - 1])
 
 
 def operating_point(thresholds: np.ndarray, threshold: float) -> int:
@@ -180,31 +201,76 @@ class FigureDict(dict):
             return json.dumps(self, cls=PlotlyJSONEncoder)
 
 
+def draw_rows(strata: np.ndarray, n: int, keep: np.ndarray | None = None, first: np.ndarray | None = None,
+              seed: int = 0) -> np.ndarray:
+    """At most n rows (sorted) to draw: every `keep` row, then up to half the budget of `first` rows (the
+    errors), then the rest, each part stratified by `strata` (every stratum shows, in proportion)."""
+    from .projection import stratified_sample
+    total = len(strata)
+    if total <= n:
+        return np.arange(total)
+    keep = np.unique(np.asarray([] if keep is None else keep, dtype=np.int64))
+    chosen = [keep]
+    budget = n - len(keep)
+    pools = []
+    if first is not None and len(first):
+        pools.append((np.setdiff1d(first, keep), budget // 2))
+    rest_mask = np.ones(total, bool)
+    rest_mask[keep] = False
+    if pools:
+        rest_mask[pools[0][0]] = False
+    for pool, b in pools:
+        pick = pool[stratified_sample(strata[pool], b, seed)] if len(pool) > b else pool
+        chosen.append(pick)
+        budget -= len(pick)
+    rest = np.nonzero(rest_mask)[0]
+    if budget > 0 and len(rest):
+        chosen.append(rest[stratified_sample(strata[rest], budget, seed)] if len(rest) > budget else rest)
+    return np.unique(np.concatenate(chosen))[: max(n, len(keep))]
+
+
+def density_trace(coords: np.ndarray, bins: int = 90) -> dict:
+    """Every face as a grey 2-D density (fixed size at any N), drawn under the sampled points."""
+    h, xe, ye = np.histogram2d(coords[:, 0], coords[:, 1], bins=bins)
+    z = np.log1p(h.T)
+    z = np.round(z / max(z.max(), 1e-9), 3)
+    return go.Heatmap(x=_l(np.round((xe[1:] + xe[:-1]) / 2, 4)), y=_l(np.round((ye[1:] + ye[:-1]) / 2, 4)), z=_l(z),
+                      colorscale=[[0, "rgba(0,0,0,0)"], [0.001, "rgba(120,120,120,0.08)"], [1, "rgba(60,60,60,0.55)"]],
+                      showscale=False, hoverinfo="skip", name=f"density of all {len(coords)} faces", zsmooth="best",
+                      showlegend=True).to_plotly_json()
+
+
 def sphere_figure(coords: np.ndarray, groups: pd.Series, hover: list[str], thumbs: list[str] | None,
-                  demo: bool, title: str) -> FigureDict:
+                  demo: bool, title: str, rows: np.ndarray | None = None, density: np.ndarray | None = None,
+                  ) -> FigureDict:
     """Scatter of the projected embeddings (2-D or 3-D), one trace per colour group.
 
-    customdata holds [row, thumbnail data-URI] per point: the app's hover script shows the face.
+    customdata holds [row, thumbnail data-URI or ""] per point: the app's hover script shows the face.
+    `rows`: the run rows these points are (default 0..n-1); `density`: every face's 2-D coordinates,
+    drawn as a density under the points when only a sample of them is drawn.
     """
     dims = coords.shape[1]
     fig = go.Figure()
-    rows = np.arange(len(coords))
+    rows = np.arange(len(coords)) if rows is None else np.asarray(rows)
+    traces = [density_trace(density)] if density is not None and dims == 2 else []
     names = sorted(groups.unique(), key=str)
     thumbs_arr = np.array(thumbs, dtype=object) if thumbs else np.full(len(coords), "", dtype=object)
     hover_arr = np.array(hover, dtype=object)
     for i, name in enumerate(names):
         m = (groups == name).to_numpy()
         color = CLASS_COLORS.get(name, PALETTE[i % len(PALETTE)])
-        custom = np.stack([rows[m].astype(str), thumbs_arr[m]], axis=1).tolist()
-        common = dict(name=f"{name} ({m.sum()})", mode="markers", customdata=custom, text=hover_arr[m].tolist(),
-                      hovertemplate="%{text}<extra></extra>")
+        custom = np.stack([rows[m].astype(str), thumbs_arr[m].astype(str)], axis=1).tolist()
+        # plain trace dicts: plotly's per-point validation of 8,000 points costs seconds, and they are plain lists
+        trace = dict(name=f"{name} ({m.sum()})", mode="markers", customdata=custom, text=hover_arr[m].tolist(),
+                     hovertemplate="%{text}<extra></extra>", x=_l(np.round(coords[m, 0], 4)),
+                     y=_l(np.round(coords[m, 1], 4)))
         if dims == 3:
-            fig.add_trace(go.Scatter3d(x=_l(coords[m, 0]), y=_l(coords[m, 1]), z=_l(coords[m, 2]),
-                                       marker=dict(size=3, color=color, opacity=0.75), **common))
+            trace.update(type="scatter3d", z=_l(np.round(coords[m, 2], 4)),
+                         marker=dict(size=3, color=color, opacity=0.75))
         else:  # SVG up to a few thousand points: WebGL contexts are slow to start and scarce in a page
-            scatter = go.Scatter if len(coords) <= SVG_MAX_POINTS else go.Scattergl
-            fig.add_trace(scatter(x=_l(coords[m, 0]), y=_l(coords[m, 1]),
-                                  marker=dict(size=6, color=color, opacity=0.75), **common))
+            small = len(coords) <= SVG_MAX_POINTS and density is None
+            trace.update(type="scatter" if small else "scattergl", marker=dict(size=6, color=color, opacity=0.75))
+        traces.append(trace)
     fig = _layout(fig, title, demo, height=560, hovermode="closest", dragmode="zoom" if dims == 2 else "orbit")
     if dims == 2:
         fig.update_xaxes(showticklabels=False, title="UMAP 1")
@@ -213,7 +279,9 @@ def sphere_figure(coords: np.ndarray, groups: pd.Series, hover: list[str], thumb
         axis = dict(showticklabels=False)
         fig.update_layout(scene=dict(xaxis=dict(title="UMAP 1", **axis), yaxis=dict(title="UMAP 2", **axis),
                                      zaxis=dict(title="UMAP 3", **axis)))
-    return FigureDict(fig.to_plotly_json())
+    out = FigureDict(fig.to_plotly_json())
+    out["data"] = traces
+    return out
 
 
 def with_path(base: FigureDict, path: np.ndarray, t: np.ndarray, p: np.ndarray | None) -> FigureDict:

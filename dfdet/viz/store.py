@@ -23,7 +23,7 @@ from PIL import Image
 from ..artifacts import PRED_PREFIX, Run, list_runs, load_run
 from ..config import BackboneConfig
 from ..errors import DataError, DfdetError
-from . import plots, style
+from . import plots, projection, style
 from .media import data_uri, load_face, placeholder
 from .umap_cache import UmapCache, file_digest
 
@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 WEIGHTS_ENV = "DFDET_CLIP_WEIGHTS"  # the same variable dfdet.backbone reads (kept here to not import torch)
 SAMPLES = "samples"  # the sample-manifest source; runs are "run:<name>"
 COLOR_BY = ("label", "dataset", "source", "correct")
+THUMBS_MAX = 2000  # runs up to this many faces embed hover thumbnails; larger ones fetch a face on demand
+EMB_IN_MEMORY = 128 << 20  # embeddings up to this many float32 bytes are read whole; larger ones are memory-mapped
+EMB_KEEP = 2  # (run, method) embeddings kept at once: loaded per method on demand
+FIGURE_BYTES = 48 << 20  # finished figures kept, by their JSON size (not by count)
 
 
 @dataclass
@@ -85,7 +89,8 @@ class Store:
         self._emb: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._thumbs: dict[str, list[str]] = {}
         self._hover: dict[str, list[str]] = {}
-        self.spheres: dict[tuple, plots.FigureDict] = {}  # (run, method, colour, dims) -> finished figure
+        self.spheres = FigureCache(FIGURE_BYTES)  # (run, method, colour, dims, ...) -> finished figure
+        self._proj: dict[tuple[str, str, int], projection.Projection] = {}
         self._aligner = None
         self.samples: pd.DataFrame | None = None
         self.samples_root: Path | None = None
@@ -182,7 +187,7 @@ class Store:
             runs[name] = run
         self.runs = runs
         self.skipped_runs = skipped
-        for cache in (self._emb, self._thumbs, self._hover, self.spheres):
+        for cache in (self._emb, self._thumbs, self._hover, self.spheres, self._proj):
             cache.clear()
 
     def add_run(self, name: str, folder: Path) -> None:
@@ -221,27 +226,60 @@ class Store:
         return self.samples_root or recorded
 
     def embeddings(self, run_name: str, method: str) -> tuple[np.ndarray, np.ndarray]:
+        """(z, norm) of one method: float32 in memory for a small run, the stored float16 memory-mapped for a
+        large one (nothing read until used); the last EMB_KEEP are kept."""
         key = (run_name, method)
         if key not in self._emb:
-            z, norm = self.run(run_name).embeddings(method)
-            self._emb[key] = (z.astype(np.float32), norm.astype(np.float32))
+            path = projection.embeddings_file(self.run(run_name).folder, method)
+            if not path.is_file():
+                raise DataError(f"run {run_name} has no embeddings for {method}")
+            z, norm = projection.load_embeddings(path)
+            if z.size * 4 <= EMB_IN_MEMORY:
+                z = np.asarray(z, dtype=np.float32)
+            while len(self._emb) >= EMB_KEEP:
+                self._emb.pop(next(iter(self._emb)))
+            self._emb[key] = (z, np.asarray(norm, dtype=np.float32))
         return self._emb[key]
 
-    def projection(self, run_name: str, method: str, dims: int = 2) -> np.ndarray:
+    def projection_info(self, run_name: str, method: str, dims: int = 2) -> projection.Projection:
+        """The run's stored projection; for a small run without one, a fit here (cached on disk)."""
+        key = (run_name, method, dims)
+        if key in self._proj:
+            return self._proj[key]
         run = self.run(run_name)
-        z, _ = self.embeddings(run_name, method)
-        return self.umap.get(run.folder / "embeddings" / f"{method}.npz", z, dims)
+        found = projection.load(run.folder, method, dims)
+        if found is None:
+            n = len(run.predictions)
+            if n > projection.APP_FIT_MAX:
+                raise DataError(f"run {run_name} has {n} faces and no stored {dims}-D projection for {method}: "
+                                f"precompute it with `dfdet project {run.folder}` (fitting {n} faces here would "
+                                "take minutes)")
+            z, _ = self.embeddings(run_name, method)
+            coords = self.umap.get(projection.embeddings_file(run.folder, method), z, dims)
+            found = projection.Projection(coords, np.arange(n), "fitted")
+        self._proj[key] = found
+        return found
+
+    def projection(self, run_name: str, method: str, dims: int = 2) -> np.ndarray:
+        return self.projection_info(run_name, method, dims).coords
 
     def projection_cached(self, run_name: str, method: str, dims: int = 2) -> bool:
         """Whether the projection is ready without a fit (the view then says how long a cold one takes)."""
         run = self.run(run_name)
-        return self.umap.cached(run.folder / "embeddings" / f"{method}.npz", dims)
+        if (run_name, method, dims) in self._proj or projection.projection_file(run.folder, method, dims).is_file():
+            return True
+        return len(run.predictions) > projection.APP_FIT_MAX or \
+            self.umap.cached(projection.embeddings_file(run.folder, method), dims)
 
     def thumbnails(self, run_name: str) -> list[str]:
-        """Hover thumbnails (data URIs) for every row of a run, cached on disk by predictions + root."""
+        """Hover thumbnails (data URIs) for every row of a small run, cached on disk by predictions + root.
+
+        A run above THUMBS_MAX faces gets none ([]): its figure embeds no image, a face is fetched on click."""
         if run_name in self._thumbs:
             return self._thumbs[run_name]
         run = self.run(run_name)
+        if len(run.predictions) > THUMBS_MAX:
+            return []
         root = self.run_data_root(run)
         where = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:8]  # hash() differs per process
         key = file_digest(run.folder / "predictions.csv")[:20] + "_" + where
@@ -269,12 +307,12 @@ class Store:
         self._thumbs[run_name] = thumbs
         return thumbs
 
-    def hover_text(self, run_name: str) -> list[str]:
-        """Per face: dataset/source, truth, path and every method's p_fake (cached per run)."""
-        if run_name in self._hover:
+    def hover_text(self, run_name: str, rows: np.ndarray | None = None) -> list[str]:
+        """Per face (every row, cached per run, or only `rows`): dataset/source, truth, path, each p_fake."""
+        if rows is None and run_name in self._hover:
             return self._hover[run_name]
         run = self.run(run_name)
-        preds = run.predictions
+        preds = run.predictions if rows is None else run.predictions.iloc[rows]
         methods = self.methods_of(run)
         labels = {m: method_label(run, m) for m in methods}
         cols = {m: preds[PRED_PREFIX + m].to_numpy() for m in methods}
@@ -283,8 +321,37 @@ class Store:
         for i, (ds, src, path) in enumerate(zip(preds["dataset"], preds["source"], preds["path"])):
             scores = "<br>".join(f"{md_escape(labels[m])}: p_fake {cols[m][i]:.3f}" for m in methods)
             lines.append(f"<b>{md_escape(ds)} / {md_escape(src)}</b> ({truth[i]})<br>{md_escape(path)}<br>{scores}")
-        self._hover[run_name] = lines
+        if rows is None:
+            self._hover[run_name] = lines
         return lines
+
+
+class FigureCache(dict):
+    """Finished figures bounded by their JSON bytes (a 10^6-face run's figure must not evict by count alone)."""
+
+    def __init__(self, budget: int):
+        super().__init__()
+        self.budget = budget
+        self.sizes: dict = {}
+
+    def __setitem__(self, key, fig) -> None:
+        size = len(fig.to_json()) if hasattr(fig, "to_json") else 0
+        self.pop(key, None)
+        while self and sum(self.sizes.values()) + size > self.budget:
+            self.pop(next(iter(self)))
+        super().__setitem__(key, fig)
+        self.sizes[key] = size
+
+    def pop(self, key, *default):
+        self.sizes.pop(key, None)
+        return super().pop(key, *default)
+
+    def clear(self) -> None:
+        super().clear()
+        self.sizes.clear()
+
+    def nbytes(self) -> int:
+        return sum(self.sizes.values())
 
 
 def method_label(run: Run, method: str) -> str:

@@ -5,6 +5,7 @@ import contextlib
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from ...artifacts import PRED_PREFIX, Run
@@ -14,7 +15,7 @@ from ..media import load_face, placeholder
 from ..roc import method_label
 from ..store import COLOR_BY, Store, check_row, md_escape, truth_of
 
-MAX_SPHERES = 24  # finished figures kept (a few MB each)
+LEVELS = ("face", "video")  # one point per face, or per video (the mean of its frames, the paper's unit)
 
 
 @dataclass
@@ -36,25 +37,59 @@ class SphereService:
             raise DataError(f"run {run_name} has no method {method!r}; it has {', '.join(self.store.methods_of(run))}")
         return run
 
-    def figure(self, run_name: str, method: str, color_by: str = "label", dims: int = 2) -> plots.FigureDict:
-        """The run's faces on the sphere, built once per (run, method, colour, dims) and kept."""
+    def figure(self, run_name: str, method: str, color_by: str = "label", dims: int = 2,
+               level: str = "face", keep=()) -> plots.FigureDict:
+        """The run's faces on the sphere, built once per (run, method, colour, dims, level, kept rows) and kept.
+
+        At most plots.MAX_POINTS are drawn, stratified by dataset x source x label; the errors at the
+        run's threshold get half the budget and `keep` rows (A, B, a picked face) are always drawn; the
+        rest of the faces are a density under them. The title says how many are shown of how many."""
         run = self.check(run_name, method)
         if color_by not in COLOR_BY:
             raise DataError(f"colour by one of {', '.join(COLOR_BY)}, not {color_by!r}")
         if dims not in (2, 3):
             raise DataError("dims must be 2 or 3")
-        key = (run_name, method, color_by, dims)
+        if level not in LEVELS:
+            raise DataError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
+        keep = tuple(sorted({check_row(r, len(run.predictions), f"run {run_name}") for r in keep}))
+        key = (run_name, method, color_by, dims, level, keep)
         spheres = self.store.spheres
         if key not in spheres:
-            coords = self.store.projection(run_name, method, dims)
-            groups = plots.color_groups(run.predictions, color_by, PRED_PREFIX + method,
-                                        float(run.info.get("threshold", 0.5)))
-            title = f"{method_label(run, method)}: L2-normalised embeddings, UMAP {dims}-D ({len(coords)} faces)"
-            if len(spheres) >= MAX_SPHERES:
-                spheres.pop(next(iter(spheres)))
-            spheres[key] = plots.sphere_figure(coords, groups, self.store.hover_text(run_name),
-                                               self.store.thumbnails(run_name), self.store.run_is_demo(run), title)
+            spheres[key] = self._build(run, run_name, method, color_by, dims, level, np.array(keep, dtype=np.int64))
         return spheres[key]
+
+    def _build(self, run, run_name, method, color_by, dims, level, keep) -> plots.FigureDict:
+        info = self.store.projection_info(run_name, method, dims)
+        col = PRED_PREFIX + method
+        thr = float(run.info.get("threshold", 0.5))
+        preds = run.predictions
+        coords = info.coords
+        unit = "faces"
+        if level == "video":
+            preds, coords, first = video_points(preds, coords, col)
+            keep = np.nonzero(np.isin(first, keep))[0]
+            unit = "videos"
+        groups = plots.color_groups(preds, color_by, col, thr)
+        strata = pd.factorize(preds["dataset"].astype(str) + "\x1f" + preds["source"].astype(str) + "\x1f"
+                              + preds["label"].astype(str))[0]
+        wrong = np.nonzero((preds[col].to_numpy() >= thr).astype(int) != preds["label"].astype(int).to_numpy())[0]
+        rows = plots.draw_rows(strata, plots.MAX_POINTS, keep, wrong)
+        n = len(coords)
+        sampled = len(rows) < n
+        run_rows = first[rows] if level == "video" else rows
+        what = "fitted here (no stored projection)" if info.source == "fitted" else "stored"
+        shown = (f"{len(rows)} shown of {n} {unit}: stratified, all {len(wrong)} errors at {thr:.2f}"
+                 if sampled and len(wrong) <= plots.MAX_POINTS // 2 else
+                 f"{len(rows)} shown of {n} {unit}: stratified, errors at {thr:.2f} first" if sampled else f"{n} {unit}")
+        title = (f"{method_label(run, method)}: L2-normalised embeddings, UMAP {dims}-D ({shown}"
+                 + (", grey: density of all" if sampled and dims == 2 else "") + f"; projection {what})")
+        hover = self.store.hover_text(run_name, run_rows) if (sampled or level == "video") else \
+            self.store.hover_text(run_name)
+        thumbs = self.store.thumbnails(run_name)
+        thumbs = [thumbs[r] for r in run_rows] if thumbs and (sampled or level == "video") else thumbs
+        return plots.sphere_figure(coords[rows], groups.iloc[rows].reset_index(drop=True), hover, thumbs,
+                                   self.store.run_is_demo(run), title, rows=run_rows,
+                                   density=coords if sampled else None)
 
     def cold(self, run_name: str, method: str, dims: int) -> bool:
         """True when showing this view needs a UMAP fit (seconds): the UI says so before it starts."""
@@ -122,12 +157,13 @@ class SphereService:
 
         from ...slerp import slerp
         t = np.linspace(0.0, 1.0, steps, dtype=np.float32)
-        za = torch.from_numpy(z[a]).expand(steps, -1)
-        zb = torch.from_numpy(z[b]).expand(steps, -1)
+        za = torch.from_numpy(np.asarray(z[a], dtype=np.float32)).expand(steps, -1)
+        zb = torch.from_numpy(np.asarray(z[b], dtype=np.float32)).expand(steps, -1)
         path = slerp(za, zb, torch.from_numpy(t)).numpy()
         from ..umap_cache import place
-        coords = self.store.projection(run_name, method, dims)
-        path_xy = place(path, z, coords)
+        info = self.store.projection_info(run_name, method, dims)
+        ref = info.sample if len(info.sample) < len(z) else slice(None)  # a large run: its fitted sample
+        path_xy = place(path, np.asarray(z[ref], dtype=np.float32), info.coords[ref])
         name, why = self.head_for(run, method)
         p = None
         spec = self.store.bank.entries[name].spec if name is not None else None
@@ -139,10 +175,11 @@ class SphereService:
         col = PRED_PREFIX + method
         recorded = (float(run.predictions[col].iloc[a]), float(run.predictions[col].iloc[b]))
         demo = self.store.run_is_demo(run)
-        sphere = plots.with_path(self.figure(run_name, method, color_by, dims), path_xy, t, p)
+        sphere = plots.with_path(self.figure(run_name, method, color_by, dims, keep=(a, b)), path_xy, t, p)
         label = method_label(run, method)
         curve = plots.slerp_curve(t, p, label, demo, recorded, why)
-        angle = float(np.degrees(np.arccos(np.clip(np.dot(z[a], z[b]), -1, 1))))
+        za_, zb_ = (np.asarray(z[r], dtype=np.float32) for r in (a, b))
+        angle = float(np.degrees(np.arccos(np.clip(np.dot(za_, zb_), -1, 1))))
         la, lb = (truth_of(run.predictions.iloc[r]) for r in (a, b))
         text = (f"A = row {a} ({la}), B = row {b} ({lb}); angle between them on the sphere: {angle:.1f}°. "
                 f"Recorded p_fake: A {recorded[0]:.3f}, B {recorded[1]:.3f}.")
@@ -161,9 +198,9 @@ class SphereService:
         ends = [(self._face(root, run, r), f"{n}: row {r} ({truth_of(run.predictions.iloc[r])})")
                 for n, r in (("A", a), ("B", b))]
         strip = []
-        for ti in (0.25, 0.5, 0.75):
-            j = int(round(ti * (steps - 1)))
-            near = int(np.argmax(z @ path[j]))
+        marks = [int(round(ti * (steps - 1))) for ti in (0.25, 0.5, 0.75)]
+        nearest = nearest_rows(z, path[marks])
+        for ti, near in zip((0.25, 0.5, 0.75), nearest):
             strip.append((self._face(root, run, near), f"t={ti:.2f}: nearest row {near} "
                                                         f"({truth_of(run.predictions.iloc[near])})"))
         return SlerpResult(sphere, curve, md_escape(text), ends, strip)
@@ -176,6 +213,34 @@ class SphereService:
             im = placeholder(160)
         im.thumbnail((160, 160))
         return im
+
+
+def nearest_rows(z, queries: np.ndarray, chunk: int = 1 << 15) -> list[int]:
+    """The row of z (memory-mapped at scale) most similar to each query, in one chunked pass."""
+    best = np.full(len(queries), -np.inf)
+    arg = np.zeros(len(queries), dtype=np.int64)
+    q = np.asarray(queries, dtype=np.float32).T
+    for s in range(0, len(z), chunk):
+        sim = np.asarray(z[s:s + chunk], dtype=np.float32) @ q
+        j = sim.argmax(0)
+        v = sim[j, np.arange(len(queries))]
+        better = v > best
+        best[better], arg[better] = v[better], s + j[better]
+    return arg.tolist()
+
+
+def video_points(preds: pd.DataFrame, coords: np.ndarray, col: str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """One point per video (dataset, source, video): the mean of its frames' coordinates and p_fake; and the
+    run row of its first frame (what a click opens)."""
+    key = pd.factorize(preds["dataset"].astype(str) + "\x1f" + preds["source"].astype(str) + "\x1f"
+                       + preds["video"].astype(str))[0]
+    count = np.bincount(key)
+    mean = np.stack([np.bincount(key, coords[:, d]) / count for d in range(coords.shape[1])], 1).astype(np.float32)
+    first = np.full(len(count), len(preds), dtype=np.int64)
+    np.minimum.at(first, key, np.arange(len(preds)))
+    table = preds.iloc[first].reset_index(drop=True).copy()
+    table[col] = np.bincount(key, preds[col].to_numpy(dtype=float)) / count
+    return table, mean, first
 
 
 @contextlib.contextmanager

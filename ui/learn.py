@@ -32,7 +32,7 @@ NOTICE = {
 STACK_METHODS = [(s.label, n) for n, s in METHODS.items()]
 
 CLICK_JS = """
-() => {
+(...args) => {
   function hook() {
     document.querySelectorAll('#ln-side-a .js-plotly-plot, #ln-side-b .js-plotly-plot').forEach(function (gd) {
       if (gd.__dfdetLearn || typeof gd.on !== 'function') return;
@@ -44,11 +44,12 @@ CLICK_JS = """
         if (!box) return;
         box.value = String(p.customdata);
         box.dispatchEvent(new Event('input', {bubbles: true}));
+        box.dispatchEvent(new Event('change', {bubbles: true}));
       });
     });
   }
   if (!window.__dfdetLearnHook) { window.__dfdetLearnHook = setInterval(hook, 700); }
-  return [];
+  return args;  // an event's js runs first and hands its inputs on to the server
 }
 """
 
@@ -173,7 +174,12 @@ def build(ctx: Ctx) -> gr.Tab:
         return display_table(df), cite
 
     def on_click(run_name, first, second, value):
-        r = int(value)
+        if value in (None, ""):
+            return gr.skip(), gr.skip(), gr.skip()
+        try:
+            r = int(value)
+        except (TypeError, ValueError):
+            raise gr.Error("a click sends a row number", print_exception=False) from None
         return (r, *panel5(run_name, first, second, r))
 
     def methods_for(run_name, current, current2):
@@ -197,10 +203,12 @@ def build(ctx: Ctx) -> gr.Tab:
     show4.click(for_visitor(panel4, 2), run, [geo_table, geo_plot, status], api_name="_ln_geo", **PRIVATE)
     show5.click(for_visitor(panel5, 2), [run, method, m2, row], [side_a, side_b, status], api_name="_ln_side",
                 js=CLICK_JS, **PRIVATE)
-    click.input(for_visitor(on_click, 3), [run, method, m2, click], [row, side_a, side_b, status],
+    click.change(for_visitor(on_click, 3), [run, method, m2, click], [row, side_a, side_b, status],
                 api_name="_ln_click", **PRIVATE)
     run.change(methods_for, [run, method, m2], [method, m2], api_name="_ln_run", **PRIVATE).then(
         for_visitor(panel6, 2), run, [rep_table, rep_cite, status], **PRIVATE)
+    ctx.run_lists.append(run)  # the demo and Hub runs appear after the page is built
+    ctx.run_followers.append((lambda r: methods_for(r, None, None), [method, m2]))
 
     # -- first visit and deep links ----------------------------------------------------------------------------
     def first(m, run_name):

@@ -147,7 +147,88 @@ def from_dict(cls, data: dict, prefix: str = "") -> Any:
     hints = _type_hints(cls)
     for k, v in data.items():
         setattr(obj, k, _coerce(hints[k], v, prefix + k))
+    if not prefix:
+        check_values(obj)
     return obj
+
+
+# -- value ranges ----------------------------------------------------------------------------
+# Types are checked by _coerce; these are the values a run cannot use (a zero batch, a NaN or infinite rate).
+# Each applies to whichever config has a field of that name (train, text train, evaluate, nested groups).
+AT_LEAST_1 = ("epochs", "batch_size", "grad_accum")
+AT_LEAST_0 = ("micro_batch", "max_steps", "val_limit", "warmup_steps", "top_k", "early_stop_patience", "min_lr",
+              "weight_decay", "warmup_epochs", "align_weight", "uniform_weight", "early_stop_min_delta")
+ABOVE_0 = ("lr", "eps", "cycle_epochs", "peak_decay")
+IN_0_1 = ("target_fpr", "threshold")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+MAX_SEED = 2 ** 32 - 1  # numpy's seed range
+
+
+def check_values(cfg, prefix: str = "") -> None:
+    """Refuse, with one line naming the key, a value no run can use (ConfigError)."""
+    import math
+    for f in fields(cfg):
+        key, value = prefix + f.name, getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            check_values(value, key + ".")
+            continue
+        numbers = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+            raise ConfigError(f"config field {key!r} must be a finite number, got {value!r}")
+        problem = _range_problem(f.name, value)
+        if problem:
+            raise ConfigError(f"config field {key!r} {problem}, got {value!r}")
+    for name in ("out", "cache_features"):
+        value = getattr(cfg, name, None)
+        if isinstance(value, str) and value and not (name == "cache_features" and value == "memory"):
+            problem = _unwritable(Path(value))
+            if problem:
+                raise ConfigError(f"config field {name!r}: cannot write to {value}: {problem}")
+
+
+def _range_problem(name: str, value) -> str:
+    if name in AT_LEAST_1 and isinstance(value, int) and value < 1:
+        return "must be 1 or more"
+    if name in AT_LEAST_0 and isinstance(value, (int, float)) and value < 0:
+        return "must be 0 or more"
+    if name in ABOVE_0 and isinstance(value, (int, float)) and value <= 0:
+        return "must be more than 0"
+    if name in IN_0_1 and isinstance(value, (int, float)) and not 0 <= value <= 1:
+        return "must be between 0 and 1"
+    if name == "alpha" and isinstance(value, float) and not 0 < value < 1:
+        return "must be between 0 and 1 (exclusive)"
+    if name == "betas" and isinstance(value, tuple) and not all(0 <= b < 1 for b in value):
+        return "must be two numbers in [0, 1)"
+    if name == "slerp_t" and isinstance(value, tuple) and not 0 <= value[0] <= value[-1] <= 1:
+        return "must be [t0, t1] with 0 <= t0 <= t1 <= 1"
+    if name == "seed" and isinstance(value, int) and not 0 <= value <= MAX_SEED:
+        return f"must be between 0 and {MAX_SEED}"
+    if name == "num_workers" and isinstance(value, int) and not -1 <= value <= 256:
+        return "must be -1 (auto) or 0 to 256"
+    if name == "rule" and isinstance(value, str):
+        from .calibration import RULES
+        return "" if value in RULES else f"must be one of {', '.join(RULES)}"
+    if name == "device" and isinstance(value, str):
+        base, _, index = value.partition(":")
+        if base not in DEVICES or (index and not (base == "cuda" and index.isdigit())):
+            return "must be auto, cpu, cuda, cuda:N or mps"
+    return ""
+
+
+def _unwritable(path: Path) -> str:
+    """'' if a folder can be made at `path` (nothing is created), else why not, in words."""
+    import tempfile
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        return describe_os_error(err) if err.errno != errno.ENOENT else "not a place files can be written"
+    return ""
 
 
 def _type_hints(cls) -> dict:
@@ -172,8 +253,14 @@ class _ConfigLoader(yaml.SafeLoader):
 
 def parse_yaml(text: str, where: str) -> Any:
     """One YAML document as plain data (no tags, no aliases), or a ConfigError saying where it is wrong."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{where}: more than {MAX_CONFIG_BYTES:,} characters is too large for a config value")
     try:
-        return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader that also refuses aliases
+        data = yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader that also refuses aliases
+        json.dumps(data, default=str)  # nesting a config never needs: refused here, not deep in a run
+        return data
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply to be a config") from None
     except yaml.constructor.ConstructorError as err:
         tag = f" ({err.problem})" if err.problem else ""
         raise ConfigError(f"{where}: only plain YAML values are allowed (no tags such as !!python/object){tag}") \
@@ -189,7 +276,11 @@ def load_yaml(path: str | Path) -> dict:
     try:
         if path.stat().st_size > MAX_CONFIG_BYTES:
             raise ConfigError(f"{path}: {path.stat().st_size:,} bytes is too large for a config")
-        text = path.read_text()
+        with open(path, "rb") as f:  # read with a limit: /dev/zero or a FIFO says size 0 and never ends
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: more than {MAX_CONFIG_BYTES:,} bytes is too large for a config")
+        text = raw.decode()
     except OSError as err:
         raise ConfigError(f"{path}: {describe_os_error(err)}") from None
     except UnicodeDecodeError:

@@ -283,3 +283,15 @@ def test_a_large_body_outside_an_upload_is_refused_by_its_length(served):
             f"Content-Length: {3 * MB}\nConnection: close\n")
     answer = raw_request(served.app.local_url, head)  # not one byte of the body sent: refused at the headers
     assert answer.startswith(b"HTTP/1.1 413") and b"outside an upload" in answer
+
+
+def test_status_names_no_server_folder(served):
+    """/status showed the server's checkpoint path (and every refused folder's)."""
+    bad = served.checkpoints / "broken"
+    bad.mkdir(exist_ok=True)
+    (bad / "dfdet.json").write_text("{")
+    served.session.startup.load_models(clip=served.session.bank.clip)
+    banner, details = served.client.predict(api_name="/status")
+    text = banner + details
+    assert "checkpoints from checkpoints" in text and "broken" in text, text  # names stay
+    assert str(served.checkpoints.parent) not in text and "/tmp" not in text, text

@@ -101,8 +101,8 @@ def build_app(session: Session) -> gr.Blocks:
             refresh, None, [*status_out, *run_lists], api_name="_after_demo", **PRIVATE)
         with gr.Row(visible=False):
             api_status, api_demo = gr.Button(visible=False), gr.Button(visible=False)
-        api_status.click(lambda: (s.startup.banner(), s.startup.details()), None, [hidden_banner, details],
-                         api_name="status")
+        api_status.click(s.startup.public_status, None, [hidden_banner, details],
+                         api_name="status")  # no server folder in it (Startup.public_status)
         api_demo.click(start_demo, None, [hidden_banner, demo_msg], api_name="start_demo")
 
         # -- shareable links ---------------------------------------------------------------------------------------

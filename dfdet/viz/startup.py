@@ -7,6 +7,7 @@ by the server: a visitor can ask for it, but never start a second build or resta
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,12 @@ from ..errors import DfdetError, WeightsUnavailable
 from .store import WEIGHTS_ENV, ModelStatus, Store, md_escape
 
 log = logging.getLogger(__name__)
+SERVER_FOLDERS = re.compile(r"(?<![\w.~:/])/(?:[^/\s'\"`<>]+/)+")  # the folders of an absolute path
+
+
+def hide_folders(text: str) -> str:
+    """`/srv/app/checkpoints/ln_norm` -> `ln_norm`: names stay, the server's layout does not."""
+    return SERVER_FOLDERS.sub("", text)
 PAPER_URL = "https://arxiv.org/abs/2503.19683"
 CODE_URL = "https://github.com/yermandy/deepfake-detection"
 
@@ -267,11 +274,16 @@ class Startup:
             lines.append("**Run folders not shown:**\n" + "\n".join(
                 f"- {md_escape(folder)}: {md_escape(why)}" for folder, why in self.store.skipped_runs.items()))
         lines += [md_escape(n) for n in self.notes]
-        return "\n\n".join(lines)
+        return hide_folders("\n\n".join(lines))  # visitors read names, never the server's folders
 
     def banner(self) -> str:
         """Status line and details in one Markdown text (the /status API's first value)."""
         return self.status_line() + "\n\n" + self.details()
+
+    def public_status(self) -> tuple[str, str]:
+        """(banner, details) for the /status API: the server's folders are no visitor's business, so every
+        absolute path is cut to its last part (the log keeps the full paths)."""
+        return hide_folders(self.banner()), hide_folders(self.details())
 
     # -- warm-up ---------------------------------------------------------------------------------
     def start_warm_up(self) -> threading.Thread:

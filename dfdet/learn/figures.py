@@ -146,28 +146,41 @@ def norm_figure(df: pd.DataFrame, title: str, demo: bool) -> go.Figure:
 
 def boundary_sphere(coords: np.ndarray, labels: np.ndarray, offset: float, title: str, demo: bool,
                     marked: int | None = None, hover: list[str] | None = None) -> FigureDict:
-    """Faces projected into the ball (x = along the head's direction, exact), the boundary circle x = offset."""
-    fig = go.Figure(_sphere_mesh())
+    """Faces projected into the ball (x = along the head's direction, exact), the boundary circle x = offset.
+
+    Built as plain trace dicts: validating thousands of points through plotly's objects costs seconds."""
+    traces = [t.to_plotly_json() for t in _mesh_cached()]
     rows = np.arange(len(coords))
     for cls, name in ((0, "real"), (1, "fake")):
         m = labels == cls
-        fig.add_trace(go.Scatter3d(x=_l(coords[m, 0]), y=_l(coords[m, 1]), z=_l(coords[m, 2]), mode="markers",
-                                   name=f"{name} ({int(m.sum())})", customdata=_l(rows[m]),
-                                   text=[hover[i] for i in rows[m]] if hover else None,
-                                   hovertemplate="row %{customdata}<br>%{text}<extra></extra>" if hover else
-                                   "row %{customdata}<extra></extra>",
-                                   marker=dict(size=3, color=CLASS_COLORS[name], opacity=0.7)))
+        traces.append({"type": "scatter3d", "mode": "markers", "name": f"{name} ({int(m.sum())})",
+                       "x": _l(coords[m, 0]), "y": _l(coords[m, 1]), "z": _l(coords[m, 2]),
+                       "customdata": _l(rows[m]), "text": [hover[i] for i in rows[m]] if hover else None,
+                       "hovertemplate": "%{text}<extra></extra>" if hover else "row %{customdata}<extra></extra>",
+                       "marker": {"size": 3, "color": CLASS_COLORS[name], "opacity": 0.7}})
     circ = circle_on_sphere(np.array([1.0, 0, 0]), offset)
     if circ is not None:
-        fig.add_trace(go.Scatter3d(x=_l(circ[:, 0]), y=_l(circ[:, 1]), z=_l(circ[:, 2]), mode="lines",
-                                   name="decision boundary", line=dict(color="#d62728", width=5)))
+        traces.append({"type": "scatter3d", "mode": "lines", "name": "decision boundary", "x": _l(circ[:, 0]),
+                       "y": _l(circ[:, 1]), "z": _l(circ[:, 2]), "line": {"color": "#d62728", "width": 5}})
     if marked is not None and 0 <= marked < len(coords):
         c = coords[marked]
-        fig.add_trace(go.Scatter3d(x=[c[0]], y=[c[1]], z=[c[2]], mode="markers", name=f"row {marked}",
-                                   marker=dict(size=10, color="rgba(0,0,0,0)", line=dict(color="#000", width=4))))
-    fig = _layout(fig, title, demo, height=460, margin=dict(l=0, r=0, t=70, b=0))
+        traces.append({"type": "scatter3d", "mode": "markers", "name": f"row {marked}", "x": [float(c[0])],
+                       "y": [float(c[1])], "z": [float(c[2])],
+                       "marker": {"size": 10, "color": "rgba(0,0,0,0)", "line": {"color": "#000", "width": 4}}})
+    fig = _layout(go.Figure(), title, demo, height=460, margin=dict(l=0, r=0, t=70, b=0))
     _scene(fig, ("head direction", "PC 1 of the rest", "PC 2 of the rest"))
-    return FigureDict(fig.to_plotly_json())
+    out = FigureDict(fig.to_plotly_json())
+    out["data"] = traces
+    return out
+
+
+_MESH: list = []
+
+
+def _mesh_cached() -> list:
+    if not _MESH:
+        _MESH.extend(_sphere_mesh())
+    return _MESH
 
 
 def sweep_figure(sweep: dict, labels: dict[str, str], demo: bool) -> go.Figure:

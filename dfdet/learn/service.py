@@ -124,7 +124,7 @@ class LearnService:
                                       self.demo(run), local, hover)
         for tr in fig["data"]:  # customdata: the run's own row numbers (clicks mark the same face in both views)
             if tr.get("customdata") is not None and tr.get("mode") == "markers":
-                tr["customdata"] = [int(keep[i]) for i in tr["customdata"]]
+                tr["customdata"] = keep[np.asarray(tr["customdata"], dtype=int)].tolist()
         agree = np.mean((coords[:, 0] > offset) == (run.predictions[PRED_PREFIX + method].to_numpy() >= 0.5))
         text = (f"x axis = the head's direction, exactly; the faces right of the red circle's plane are called fake. "
                 f"Side of the plane agrees with the recorded verdict for {100 * agree:.1f}% of {len(coords)} faces"

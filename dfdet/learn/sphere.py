@@ -136,12 +136,21 @@ def boundary_view(z: np.ndarray, head: Head, max_faces: int = 4000, seed: int = 
     idx = np.arange(len(z))
     if len(z) > max_faces:
         idx = np.random.default_rng(seed).choice(idx, max_faces, replace=False)
-    x = z[idx].astype(np.float64)
-    u = head.u / np.linalg.norm(head.u)
+    x = np.asarray(z[idx], dtype=np.float32)
+    u = (head.u / np.linalg.norm(head.u)).astype(np.float32)
     resid = x - np.outer(x @ u, u)
     resid -= resid.mean(0)
-    _, _, vt = np.linalg.svd(resid, full_matrices=False)
-    return basis([u], z.shape[1], fill=vt[:2], seed=seed)
+    return basis([head.u], z.shape[1], fill=top_directions(resid, 2, seed), seed=seed)
+
+
+def top_directions(x: np.ndarray, k: int, seed: int = 0, iters: int = 12) -> np.ndarray:
+    """The k leading principal directions of centred rows x, by subspace iteration: O(n·d·k) per step
+    instead of a full SVD's O(n·d²) (a 4,000 x 1,024 SVD is seconds on a busy 2-core machine)."""
+    rng = np.random.default_rng(seed)
+    v = np.linalg.qr(rng.standard_normal((x.shape[1], k)).astype(x.dtype))[0]
+    for _ in range(iters):
+        v = np.linalg.qr(x.T @ (x @ v))[0]
+    return v.T.astype(np.float64)
 
 
 def norm_sweep(z_unit: np.ndarray, norm: float, heads: dict[str, Head], scales: np.ndarray | None = None) -> dict:

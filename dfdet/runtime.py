@@ -7,7 +7,9 @@ that chose these two runtimes, and why the others lost, are in bench/results_cpu
 
 An exported graph is built once and cached next to the CLIP weights (or in $DFDET_CACHE/runtime for
 tagged or random weights), named by a hash of the frozen tensors it holds: new weights, new file.
-A JSON sidecar records the artefact's own sha256, checked before every load.
+A JSON sidecar records the artefact's own sha256, checked before every load. The cache folder is trusted
+code (a graph in it runs as the model; whoever can write there can rewrite the sidecar too), so it is used
+only when it and its files belong to this user (or root) and no one else can write them (check_trusted).
 """
 from __future__ import annotations
 
@@ -274,6 +276,7 @@ def ensure_artefact(kind: str, backbone, weights_file: str | None = None, model_
     folder = Path(folder) if folder else cache_dir(weights_file)
     stem = f"{model_name}-{digest[:16]}-{kind}"
     path, meta_path = folder / f"{stem}.onnx", folder / f"{stem}.json"
+    check_trusted(folder, path, meta_path)  # its sha256 proves integrity only against whoever cannot write here
     meta = _read_meta(meta_path)
     if path.is_file() and meta.get("weights_sha256") == digest and meta.get("format") == ARTEFACT_FORMAT:
         from .checkpoint import file_sha256
@@ -293,6 +296,32 @@ def ensure_artefact(kind: str, backbone, weights_file: str | None = None, model_
               "build_seconds": round(time.perf_counter() - t0, 1)}
     atomic_write(meta_path, lambda p: Path(p).write_text(json.dumps(record, indent=2)))
     return Artefact(path, True, time.perf_counter() - t0)
+
+
+def check_trusted(folder: Path, *files: Path) -> None:
+    """The runtime cache is trusted code: a graph in it runs as the model, and an attacker who can write the
+    folder can also rewrite the sidecar's sha256. So the folder and its artefacts must belong to this user
+    (or root) and be writable by no one else; otherwise nothing in it is loaded or built (DfdetError)."""
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    for item in (folder, *files):
+        try:
+            st = item.stat() if item == folder else item.lstat()  # the folder may be reached through a link
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            raise DfdetError(f"runtime cache {item}: cannot check it ({err.strerror})") from None
+        import stat
+        problem = ""
+        if stat.S_ISLNK(st.st_mode):
+            problem = "is a symlink"
+        elif uid is not None and st.st_uid not in (uid, 0):
+            problem = f"belongs to another user (uid {st.st_uid})"
+        elif st.st_mode & 0o022:
+            problem = "is writable by other users"
+        if problem:
+            raise DfdetError(f"runtime cache {item} {problem}: a graph there would run as the model, so it is not "
+                             f"used. Make it private (chmod go-w, owned by you) or point ${CACHE_ENV} at a folder "
+                             "only you can write; or use --runtime torch-fp32")
 
 
 def _read_meta(path: Path) -> dict:

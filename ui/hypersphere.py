@@ -29,6 +29,7 @@ def build(ctx: Ctx) -> gr.Tab:
             method = open_dropdown(m0, default_method(m0), label="Method", elem_id="hs-method")
             color = gr.Radio(list(COLOR_BY), value="label", label="Colour by")
             dims = gr.Radio(["2-D", "3-D"], value="2-D", label="Projection")
+            level = gr.Radio(["faces", "videos"], value="faces", label="Points", elem_id="hs-level")
             show = gr.Button("Show embeddings", variant="primary", elem_id="hs-btn")
         status = status_line("hs-status")
         with gr.Row():
@@ -66,8 +67,11 @@ def build(ctx: Ctx) -> gr.Tab:
         """The method asked for, else the run's default: a tab can open before the run's method list arrives."""
         return method_name or default_method(run_methods(s, run_name))
 
-    def figure(run_name, method_name, color_by, d):
-        return s.sphere.figure(run_name, pick(run_name, method_name), color_by or "label", dims_of(d))
+    def figure(run_name, method_name, color_by, d, points="faces"):
+        """A large run draws a stratified sample over a density (the title says n shown of N); videos: one
+        point per video."""
+        return s.sphere.figure(run_name, pick(run_name, method_name), color_by or "label", dims_of(d),
+                               "video" if points == "videos" else "face")
 
     def point(run_name, _method, r):
         if r in (None, ""):
@@ -93,8 +97,9 @@ def build(ctx: Ctx) -> gr.Tab:
 
     def cold_note(run_name, method_name, d):
         if s.sphere.cold(run_name, method_name, dims_of(d)):
-            return ("<div class='status ok'>Fitting a UMAP projection of this run's embeddings (first time only, "
-                    "some seconds; then cached on disk)…</div>")
+            return ("<div class='status ok'>This run has no stored projection: fitting a UMAP projection of its "
+                    "embeddings here (a small run; first time only, some seconds; then cached on disk). "
+                    "`dfdet project RUN_FOLDER` stores one.</div>")
         return ""
 
     def on_run(run_name, current=None):
@@ -108,7 +113,7 @@ def build(ctx: Ctx) -> gr.Tab:
     run.change(on_run, [run, method], method, api_name="_hs_run", **PRIVATE)
     ctx.run_followers.append((on_run, [method]))
     show.click(cold_note, [run, method, dims], status, api_name="_hs_cold", **PRIVATE, show_progress="hidden").then(
-        for_visitor(figure, 1), sphere_in, [plot, status], api_name="_ui_hs", **PRIVATE)
+        for_visitor(figure, 1), [*sphere_in, level], [plot, status], api_name="_ui_hs", **PRIVATE)
     # a click fills the row too: "Its map", "Use as A" and "Use as B" then act on the face just picked
     click.change(for_visitor(point, 3), [run, method, click], [image, info, row, status], api_name="_hs_click",
                  **PRIVATE)

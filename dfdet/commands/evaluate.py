@@ -20,6 +20,9 @@ def add_arguments(p) -> None:
     p.add_argument("--out", default="runs/eval", help="run folder to write")
     p.add_argument("--workers", type=int, default=-1,
                    help="DataLoader worker processes per process (-1 = auto: 0 on CPU, up to 8 on CUDA)")
+    p.add_argument("--projections", choices=["auto", "always", "never"], default="auto",
+                   help="write the UMAP projections the dashboard shows: auto = for runs too large for the app to "
+                        "fit them itself (more than 5000 faces); later: `dfdet project RUN_FOLDER`")
     add_backbone_args(p)
     from ..runtime import add_runtime_arg
     add_runtime_arg(p)
@@ -45,5 +48,8 @@ def run(args) -> int:
         print(summary_table(r.metrics, level).round(4).to_string())
     for n, msg in r.info.get("not_evaluated", {}).items():
         print(f"skipped {n}: {msg}")
+    from ..viz.projection import APP_FIT_MAX, project_run
+    if args.projections == "always" or (args.projections == "auto" and len(r.predictions) > APP_FIT_MAX):
+        project_run(run_dir)  # the dashboard reads them instead of fitting UMAP (dfdet/viz/projection.py)
     print(f"\nrun written to {run_dir}")
     return 0

@@ -32,6 +32,7 @@ ENV_RUNS = "DFDET_HUB_RUNS"
 ENV_RELEASED = "DFDET_IMPORT_RELEASED"  # "1": import the authors' models at start
 RUN_FILES = ("run.json", "predictions.csv", "metrics.json", "roc.json")
 _EMBEDDINGS = re.compile(r"embeddings/[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}\.npz")  # a run's embeddings files
+_PROJECTIONS = re.compile(r"projections/[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}\.npz")  # its stored UMAP projections
 
 Progress = Callable[[int, int, str], None]  # (download number from 1, downloads, what)
 
@@ -113,7 +114,8 @@ def pull_run(repo: str, runs_root: Path, token: str | None = None) -> Path:
         files = set(api.list_repo_files(repo, repo_type="model"))
     if not set(RUN_FILES) <= files:
         raise HubError(f"{repo} holds no dfdet run folder ({', '.join(RUN_FILES)}); files: {sorted(files)[:12]}")
-    wanted = [f for f in files if f in RUN_FILES or _EMBEDDINGS.fullmatch(f)]  # never "..", never a subfolder
+    wanted = [f for f in files if f in RUN_FILES or _EMBEDDINGS.fullmatch(f)  # never "..", never a subfolder
+              or _PROJECTIONS.fullmatch(f)]
     runs_root.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=runs_root, prefix=f".{out.name}.pull-"))
     try:
@@ -148,6 +150,9 @@ def push_run(folder: str | Path, repo_id: str, *, private: bool | None = None, t
         if (folder / "embeddings").is_dir():
             shutil.copytree(folder / "embeddings", stage / "embeddings",
                             ignore=lambda d, names: [n for n in names if not n.endswith(".npz")])
+        if (folder / "projections").is_dir():  # a Space then shows the run without fitting UMAP at start
+            shutil.copytree(folder / "projections", stage / "projections",
+                            ignore=lambda d, names: [n for n in names if not n.endswith(".npz") or n.startswith(".")])
         bb = run.info.get("backbone", {})
         (stage / "README.md").write_text(
             f"---\ntags: [dfdet, deepfake-detection, evaluation-run]\n---\n# dfdet run {folder.name}\n\n"

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 FOLDER = "projections"
 APP_FIT_MAX = 5000  # the app fits a run without a stored projection in-process only up to this many faces
 CHUNK = 1 << 15  # rows converted/placed at a time (bounds memory at any N)
+EXACT_PAIRS = 5 * 10**7  # below this many (row, sampled row) pairs an exact search beats building an index
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,7 @@ def neighbours(folder: Path, method: str, z, sample: np.ndarray, key: str, param
 
     Kept beside the projections (shared by 2-D and 3-D, and by a resumed run)."""
     cache = Path(folder) / FOLDER / f".{method}.knn.npz"
+    key = f"{key}:{len(sample)}:{params.seed}:{params.place_k}:{params.version}"  # the search's own inputs
     if cache.is_file():
         try:
             with np.load(cache, allow_pickle=False) as f:
@@ -183,16 +185,21 @@ def neighbours(folder: Path, method: str, z, sample: np.ndarray, key: str, param
                     return f["idx"], f["dist"]
         except (OSError, ValueError, KeyError):
             pass
-    import pynndescent
     zs = unit_chunk(z, sample)
-    index = pynndescent.NNDescent(zs, metric="euclidean", n_neighbors=30, random_state=params.seed,
-                                  low_memory=True)
-    index.prepare()
     rest = np.setdiff1d(np.arange(len(z)), sample, assume_unique=True)
+    if len(rest) * len(sample) <= EXACT_PAIRS:
+        from .umap_cache import exact_knn
+        query = lambda q: exact_knn(zs, params.place_k, queries=q)  # noqa: E731
+    else:
+        import pynndescent
+        index = pynndescent.NNDescent(zs, metric="euclidean", n_neighbors=30, random_state=params.seed,
+                                      low_memory=True)
+        index.prepare()
+        query = lambda q: index.query(q, k=params.place_k)  # noqa: E731
     idx = np.empty((len(rest), params.place_k), np.int32)
     dist = np.empty((len(rest), params.place_k), np.float32)
     for s in range(0, len(rest), CHUNK):
-        i, d = index.query(unit_chunk(z, rest[s:s + CHUNK]), k=params.place_k)
+        i, d = query(unit_chunk(z, rest[s:s + CHUNK]))
         idx[s:s + CHUNK], dist[s:s + CHUNK] = i, d
         tick(len(i))
     _write_npz(cache, key=np.array(key), idx=idx, dist=dist)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from ...artifacts import PRED_PREFIX
@@ -15,6 +16,7 @@ from ..store import Store
 from .roc import check_threshold
 
 K = 12  # faces per gallery
+PAGE = 24  # faces per page of a filtered browse
 VIDEO = ["dataset", "source", "video"]  # a video's identity (names repeat across datasets)
 
 
@@ -23,6 +25,14 @@ class ErrorCases:
     items: dict[str, list[tuple[Image.Image, str, int]]]  # kind -> (face, caption, run row)
     totals: dict[str, int] = field(default_factory=dict)  # kind -> mistakes in all (before de-duplication, top K)
     note: str = ""
+
+
+@dataclass
+class Page:
+    items: list[tuple[Image.Image, str, int]]  # (face, caption, run row) of this page
+    total: int  # rows matching the filters, in all
+    page: int  # this page, from 0
+    pages: int  # pages in all
 
 
 class ErrorsService:
@@ -76,6 +86,27 @@ class ErrorsService:
                    f"{'fake' if int(r['label']) else 'real'}")
             items["disagree"].append(self._item(root, r, cap, i))
         return ErrorCases(items, totals)
+
+    def browse(self, run_name: str, method: str, filters: dict | None = None, page: int = 0, per_page: int = PAGE,
+               most_fake_first: bool = True) -> Page:
+        """Faces matching filters (errors.filter_mask's keywords: datasets, sources, truth, verdicts, p_range),
+        ordered by `method`'s p_fake, one page at a time: only that page's faces are read."""
+        run = self.store.run(run_name)
+        if method not in run.methods:
+            raise DataError(f"run {run_name} has no method {method!r}")
+        preds = run.predictions
+        thresholds = {m: t for m in run.methods if (t := self.validation_threshold(run_name, m)) is not None}
+        mask = errors.filter_mask(preds, thresholds=thresholds, method=method, **(filters or {}))
+        rows = np.nonzero(mask)[0]
+        col = PRED_PREFIX + method
+        p = preds[col].to_numpy()[rows]
+        rows = rows[np.argsort(-p if most_fake_first else p, kind="stable")]
+        pages = max(1, -(-len(rows) // per_page))
+        page = int(min(max(0, int(page)), pages - 1))
+        root = self.store.run_data_root(run)
+        items = [self._item(root, preds.iloc[r], f"p_fake {preds[col].iloc[r]:.2f} · {preds['dataset'].iloc[r]}/"
+                            f"{preds['source'].iloc[r]}", int(r)) for r in rows[page * per_page:(page + 1) * per_page]]
+        return Page(items, len(rows), page, pages)
 
     @staticmethod
     def _item(root: Path, rec, caption: str, row: int) -> tuple[Image.Image, str, int]:

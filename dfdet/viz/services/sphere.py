@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,7 +11,7 @@ from PIL import Image
 
 from ...artifacts import PRED_PREFIX, Run
 from ...errors import DataError
-from .. import plots
+from .. import errors, plots
 from ..media import load_face, placeholder
 from ..roc import method_label
 from ..store import COLOR_BY, Store, check_row, md_escape, truth_of
@@ -38,12 +39,13 @@ class SphereService:
         return run
 
     def figure(self, run_name: str, method: str, color_by: str = "label", dims: int = 2,
-               level: str = "face", keep=()) -> plots.FigureDict:
+               level: str = "face", keep=(), where: dict | None = None) -> plots.FigureDict:
         """The run's faces on the sphere, built once per (run, method, colour, dims, level, kept rows) and kept.
 
         At most plots.MAX_POINTS are drawn, stratified by dataset x source x label; the errors at the
         run's threshold get half the budget and `keep` rows (A, B, a picked face) are always drawn; the
-        rest of the faces are a density under them. The title says how many are shown of how many."""
+        rest of the faces are a density under them. The title says how many are shown of how many.
+        `where`: errors.filter_mask's filters (datasets, sources, truth, verdicts, p_range of this method)."""
         run = self.check(run_name, method)
         if color_by not in COLOR_BY:
             raise DataError(f"colour by one of {', '.join(COLOR_BY)}, not {color_by!r}")
@@ -52,13 +54,14 @@ class SphereService:
         if level not in LEVELS:
             raise DataError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
         keep = tuple(sorted({check_row(r, len(run.predictions), f"run {run_name}") for r in keep}))
-        key = (run_name, method, color_by, dims, level, keep)
+        key = (run_name, method, color_by, dims, level, keep, json.dumps(where or {}, sort_keys=True, default=str))
         spheres = self.store.spheres
         if key not in spheres:
-            spheres[key] = self._build(run, run_name, method, color_by, dims, level, np.array(keep, dtype=np.int64))
+            spheres[key] = self._build(run, run_name, method, color_by, dims, level, np.array(keep, dtype=np.int64),
+                                       where or {})
         return spheres[key]
 
-    def _build(self, run, run_name, method, color_by, dims, level, keep) -> plots.FigureDict:
+    def _build(self, run, run_name, method, color_by, dims, level, keep, where) -> plots.FigureDict:
         info = self.store.projection_info(run_name, method, dims)
         col = PRED_PREFIX + method
         thr = float(run.info.get("threshold", 0.5))
@@ -72,15 +75,21 @@ class SphereService:
         groups = plots.color_groups(preds, color_by, col, thr)
         strata = pd.factorize(preds["dataset"].astype(str) + "\x1f" + preds["source"].astype(str) + "\x1f"
                               + preds["label"].astype(str))[0]
-        wrong = np.nonzero((preds[col].to_numpy() >= thr).astype(int) != preds["label"].astype(int).to_numpy())[0]
-        rows = plots.draw_rows(strata, plots.MAX_POINTS, keep, wrong)
+        wrong_mask = (preds[col].to_numpy() >= thr).astype(int) != preds["label"].astype(int).to_numpy()
+        match = errors.filter_mask(preds, method=method, **where) if where else np.ones(len(preds), bool)
+        cand = np.nonzero(match)[0]
+        local = plots.draw_rows(strata[cand], plots.MAX_POINTS, np.searchsorted(cand, keep[match[keep]]),
+                                np.nonzero(wrong_mask[cand])[0])
+        rows = np.union1d(cand[local], keep)
+        wrong = np.nonzero(wrong_mask & match)[0]
         n = len(coords)
         sampled = len(rows) < n
         run_rows = first[rows] if level == "video" else rows
         what = "fitted here (no stored projection)" if info.source == "fitted" else "stored"
-        shown = (f"{len(rows)} shown of {n} {unit}: stratified, all {len(wrong)} errors at {thr:.2f}"
-                 if sampled and len(wrong) <= plots.MAX_POINTS // 2 else
-                 f"{len(rows)} shown of {n} {unit}: stratified, errors at {thr:.2f} first" if sampled else f"{n} {unit}")
+        of = f"{len(cand)} matching of {n} {unit}" if where else f"{n} {unit}"
+        errs = f"all {len(wrong)} errors at {thr:.2f}" if len(wrong) <= plots.MAX_POINTS // 2 else \
+            f"errors at {thr:.2f} first"
+        shown = f"{len(rows)} shown of {of}: stratified, {errs}" if len(rows) < len(cand) or where else of
         title = (f"{method_label(run, method)}: L2-normalised embeddings, UMAP {dims}-D ({shown}"
                  + (", grey: density of all" if sampled and dims == 2 else "") + f"; projection {what})")
         hover = self.store.hover_text(run_name, run_rows) if (sampled or level == "video") else \

@@ -218,3 +218,12 @@ def test_about_counts_a_loaded_zero_shot_method_as_loaded():
     assert "not loaded" not in rows["zeroshot_1desc"] and "| 0 |" in rows["zeroshot_1desc"]
     assert "not loaded" in rows["linear_probe"]
     assert about.paper_results() is not None  # the bundled reported numbers (thesis), with their source
+
+
+def test_onto_sphere_keeps_the_verdict_axis_exactly():
+    from dfdet.learn import sphere
+    c = np.array([[0.3, 0.01, 0.02], [-0.5, 0.0, 0.0], [0.9, -0.2, 0.1]])
+    on = sphere.onto_sphere(c)
+    assert np.allclose(np.linalg.norm(on, axis=1), 1.0)
+    assert np.allclose(on[:, 0], c[:, 0])  # the side of the boundary plane is unchanged
+    assert np.allclose(on[0, 1:] / np.linalg.norm(on[0, 1:]), c[0, 1:] / np.linalg.norm(c[0, 1:]))

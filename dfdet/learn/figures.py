@@ -119,7 +119,8 @@ def along_t(paths: Paths, t_now: float, p: dict[str, np.ndarray] | None, why: st
                                line=dict(color="#9467bd", dash="dash"))])
     nf.add_vline(x=t_now, line=dict(color="#888", dash="dot"))
     nf = _layout(nf, f"Norm along t (angle A–B {paths.angle:.1f}°): the chord leaves the sphere", demo, height=300)
-    nf.update_yaxes(title="‖x(t)‖ (unit directions)", range=[0, 1.05])
+    low = float(np.linalg.norm(paths.lerp, axis=1).min())
+    nf.update_yaxes(title="‖x(t)‖ (unit directions)", range=[max(0.0, low - 0.1 * (1 - low) - 0.02), 1.02])
     nf.update_xaxes(title="t")
     if not p:
         return nf, empty_figure(why or "p_fake along t needs the method's head")

@@ -85,13 +85,24 @@ class LearnService:
 
     # -- 2. why the sphere -------------------------------------------------------------------------------------
     def norms(self, run_name: str, method: str) -> object:
+        """‖z_cls‖ per dataset and class. A Norm method's stored norm is its head's input (1 for every face),
+        so the run's first method without Norm shows z_cls's own norms instead, and the title says so."""
         run = self._run(run_name, method)
         _, norm = self.store.embeddings(run_name, method)
+        if np.allclose(norm, 1.0, atol=1e-3):
+            other = next((m for m in ("ln_tuning", "linear_probe") if m in run.methods), None)
+            if other is not None:
+                note = f"{md_escape(method)} sees unit vectors (‖·‖ = 1); z_cls norms of {other}"
+                _, norm = self.store.embeddings(run_name, other)
+                method = other
+                return self._norm_fig(run, norm, note)
+        return self._norm_fig(run, norm, md_escape(method))
+
+    def _norm_fig(self, run: Run, norm: np.ndarray, what: str) -> object:
         p = run.predictions
         df = pd.DataFrame({"dataset": p["dataset"].astype(str), "norm": norm,
                            "class": np.where(p["label"].astype(int) == 1, "fake", "real")})
-        return figures.norm_figure(df, f"‖z_cls‖ per dataset and class: {md_escape(method)} ({len(df)} faces)",
-                                   self.demo(run))
+        return figures.norm_figure(df, f"‖z_cls‖ per dataset and class: {what} ({len(df)} faces)", self.demo(run))
 
     def _boundary_coords(self, run_name: str, method: str) -> tuple[np.ndarray, np.ndarray, float, str]:
         key = ("boundary", run_name, method)
@@ -104,9 +115,9 @@ class LearnService:
                 head = sphere.head_from_means(z, labels)
             B = sphere.boundary_view(z, head)
             offset = head.boundary_offset(float(np.median(norm)))
-            src = head.source + ("" if head.normalize else " at the run's median ‖z‖ (without Norm the boundary "
-                                 "moves with each face's norm)")
-            self._cache[key] = (z @ B.T, labels, offset, src + (f"; {why}" if why else ""))
+            src = head.source + ("" if head.normalize else ", drawn at the run's median ‖z‖ (without Norm the "
+                                 "boundary moves with each face's norm)")
+            self._cache[key] = (sphere.onto_sphere(z @ B.T), labels, offset, src + (f"; {why}" if why else ""))
         return self._cache[key]
 
     def boundary(self, run_name: str, method: str, marked=None) -> tuple[object, str]:
@@ -119,14 +130,16 @@ class LearnService:
         keep = idx if row is None or row in idx else np.sort(np.append(idx, row))
         local = None if row is None else int(np.searchsorted(keep, row))
         hover = [f"row {i}" for i in keep]
+        short = "the class means (no head loaded)" if "class means" in src else "its head"
         fig = figures.boundary_sphere(coords[keep], labels[keep], offset,
-                                      f"{md_escape(run_name)} / {md_escape(method)}: boundary from {src}",
-                                      self.demo(run), local, hover)
+                                      f"{md_escape(method)}: the boundary of {short}", self.demo(run), local, hover)
         for tr in fig["data"]:  # customdata: the run's own row numbers (clicks mark the same face in both views)
             if tr.get("customdata") is not None and tr.get("mode") == "markers":
                 tr["customdata"] = keep[np.asarray(tr["customdata"], dtype=int)].tolist()
         agree = np.mean((coords[:, 0] > offset) == (run.predictions[PRED_PREFIX + method].to_numpy() >= 0.5))
-        text = (f"x axis = the head's direction, exactly; the faces right of the red circle's plane are called fake. "
+        text = (f"Boundary from {md_escape(src)}. Each face sits on the sphere at its exact coordinate along the "
+                f"head's direction (the first axis); its place around that axis comes from the two principal "
+                f"directions of the rest. Faces past the red circle's plane are called fake. "
                 f"Side of the plane agrees with the recorded verdict for {100 * agree:.1f}% of {len(coords)} faces"
                 + (" (the rest: faces whose norm differs from the median, for a head without Norm)." if agree < 1 else "."))
         return fig, text

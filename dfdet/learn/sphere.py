@@ -153,6 +153,16 @@ def top_directions(x: np.ndarray, k: int, seed: int = 0, iters: int = 12) -> np.
     return v.T.astype(np.float64)
 
 
+def onto_sphere(coords: np.ndarray) -> np.ndarray:
+    """Each 3-D projection moved onto the unit sphere keeping its first coordinate exactly (the verdict's
+    axis): the other two are rescaled to fill the rest, keeping their direction (the azimuth)."""
+    x = np.clip(coords[:, :1], -1.0, 1.0)
+    rest = coords[:, 1:]
+    n = np.linalg.norm(rest, axis=1, keepdims=True)
+    unit = np.where(n > 1e-12, rest / np.maximum(n, 1e-12), np.array([[1.0, 0.0]]))
+    return np.hstack([x, unit * np.sqrt(1.0 - x * x)])
+
+
 def norm_sweep(z_unit: np.ndarray, norm: float, heads: dict[str, Head], scales: np.ndarray | None = None) -> dict:
     """p_fake of one face as its ‖z‖ is scaled, per head: flat for the Norm methods, moving without."""
     scales = np.linspace(0.25, 2.0, 36) if scales is None else scales

@@ -117,9 +117,22 @@ def main(argv: list[str] | None = None) -> int:
     except DfdetError as err:
         print(f"dfdet {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk, a read-only or unwritable output: one line; finished outputs stay
+        if err.errno is None:
+            raise
+        where = f": {err.filename}" if err.filename else ""
+        print(f"dfdet {args.command}: error: {err.strerror or err}{where}. Finished outputs were kept; free space "
+              "or choose a writable place and re-run", file=sys.stderr)
+        return 1
     except RuntimeError as err:  # under torchrun: another rank died or hung (dfdet.distributed)
         from .distributed import failure_message
-        msg = failure_message(err)
+        msg = failure_message(err) or _disk_full(err)
+        if msg is None:
+            raise
+        print(f"dfdet {args.command}: error: {msg}", file=sys.stderr)
+        return 1
+    except Exception as err:  # noqa: BLE001 - only a failed write (safetensors' own error type) is answered here
+        msg = _disk_full(err)
         if msg is None:
             raise
         print(f"dfdet {args.command}: error: {msg}", file=sys.stderr)
@@ -131,6 +144,19 @@ def main(argv: list[str] | None = None) -> int:
         for sig, handler in previous.items():
             if handler is not None:  # None: a handler not set from Python, which cannot be put back
                 signal.signal(sig, handler)
+
+
+DISK_WORDS = ("No space left on device", "os error 28", "Read-only file system", "os error 30",
+              "Disk quota exceeded", "file write failed")  # how torch and safetensors word a failed write
+
+
+def _disk_full(err: BaseException) -> str | None:
+    """The one line for a write that failed inside torch or safetensors (their errors are not OSErrors)."""
+    text = str(err)
+    if not any(w in text for w in DISK_WORDS):
+        return None
+    what = "the disk is full" if ("28" in text or "space" in text or "quota" in text) else "cannot write the output"
+    return f"{what} ({text.splitlines()[0][:160]}). Finished outputs were kept; free space or choose a writable place"
 
 
 def _interrupted(signum, frame):

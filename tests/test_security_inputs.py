@@ -53,3 +53,50 @@ def test_good_values_still_pass(tmp_path):
     except AttributeError as err:  # the command's own flags changed: the CLI test above still covers the path
         pytest.skip(f"build_config needs {err}")
     assert cfg.betas == (0.9, 0.98) and cfg.calibration.rule == "fpr" and cfg.lr == 1e-4
+
+
+# ------------------------------------------------------------------------------ full disk, read-only output
+@pytest.fixture()
+def scored(tmp_path, tiny_clip, shared):
+    """A checkpoints folder and a face: what `dfdet predict` needs."""
+    from PIL import Image
+
+    from test_app_helpers import make_checkpoints
+    ck = make_checkpoints(tiny_clip, tmp_path / "checkpoints", methods=("linear_probe", "ln_norm"))
+    face = tmp_path / "face.png"
+    Image.open(sorted((shared / "datasets" / "FF" / "real").glob("*/*.png"))[0]).save(face)
+    return ck, face
+
+
+def error_lines(r) -> list[str]:
+    return [line for line in r.err.splitlines() if "error" in line]
+
+
+def test_predict_csv_on_a_full_disk_is_one_line(scored):
+    from test_reliability_helpers import TINY_ARGS, run_cli
+    ck, face = scored
+    r = run_cli(["predict", str(face), "--checkpoints", str(ck), "--csv", "/dev/full", *TINY_ARGS])
+    assert r.rc == 1 and not r.crashed and "Traceback" not in r.text, r.crashed[-800:]
+    assert error_lines(r) == ["dfdet predict: error: No space left on device. Finished outputs were kept; free space "
+                              "or choose a writable place and re-run"], r.err
+
+
+@pytest.mark.parametrize("error", [
+    'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })',
+    "[enforce fail at inline_container.cc:595] . PytorchStreamWriter failed writing file data/0: file write failed",
+    'IoError(Os { code: 30, kind: ReadOnlyFilesystem, message: "Read-only file system" })'])
+def test_a_write_that_fails_inside_torch_or_safetensors_is_one_line(scored, monkeypatch, tmp_path, error):
+    """safetensors and torch report a full disk or a read-only output as their own errors, not OSErrors (the
+    train traceback): the CLI answers them in one line too."""
+    import pandas as pd
+    import safetensors
+    from test_reliability_helpers import TINY_ARGS, run_cli
+    ck, face = scored
+    kind = safetensors.SafetensorError if "IoError" in error else RuntimeError
+
+    def failing(*a, **kw):
+        raise kind(error)
+    monkeypatch.setattr(pd.DataFrame, "to_csv", failing)
+    r = run_cli(["predict", str(face), "--checkpoints", str(ck), "--csv", str(tmp_path / "t.csv"), *TINY_ARGS])
+    assert r.rc == 1 and not r.crashed and "Traceback" not in r.text, r.crashed[-800:]
+    assert len(error_lines(r)) == 1 and "Finished outputs were kept" in r.err, r.err

@@ -159,6 +159,37 @@ def test_compare_example_upload_and_an_error_that_keeps_the_results(page, server
     shoot(page, server, "compare")
 
 
+def test_a_bad_upload_is_refused_inline_and_a_new_face_clears_the_old_maps(page, server, shared, tmp_path):
+    """A text file renamed .png/.jpg and a video on the image input: the view's one-line refusal, the last good
+    results kept, no toast, no Error badge, no server path; a new face clears the last face's saliency maps."""
+    from playwright.sync_api import expect
+    page.locator("#cmp-examples").get_by_role("button", name=re.compile("Thumbnail 1 of")).click()
+    expect(page.locator("#cmp-header")).to_contain_text("ground truth")
+    page.locator("#xp-panel").get_by_text("Why and how sure").click()
+    page.locator("#xp-maps-btn").click()
+    maps = page.locator("#xp-maps").get_by_role("button", name=re.compile("Thumbnail"))
+    expect(maps).to_have_count(4)
+    header = page.locator("#cmp-header").inner_text()
+    (tmp_path / "notes.png").write_text("not an image\n")
+    (tmp_path / "notes.jpg").write_text("not an image either\n")
+    video = next((shared / "videos").rglob("*.mp4"))
+    for bad, says in ((tmp_path / "notes.png", "notes.png: not an image format"),
+                      (tmp_path / "notes.jpg", "notes.jpg: not an image format"),
+                      (video, f"{video.name}: not an accepted image format")):  # the browser's check: same line
+        page.locator("#cmp-image input[type=file]").set_input_files(str(bad))
+        expect(page.locator("#cmp-status")).to_contain_text(says)
+        expect(page.locator("#cmp-status")).not_to_contain_text("/")  # no server path
+        expect(page.locator("#cmp-header")).to_have_text(header)  # the last good results stay
+        expect(maps).to_have_count(4)
+        expect(page.locator(".toast-body")).to_have_count(0)
+        expect(page.get_by_text("Error", exact=True)).to_have_count(0)
+    face = sorted((shared / "datasets" / "FF" / "real").glob("*/*.png"))[1]
+    page.locator("#cmp-image input[type=file]").set_input_files(str(face))
+    expect(page.locator("#cmp-header")).to_contain_text("uploaded photo")
+    expect(page.locator("#cmp-status")).to_have_text("")
+    expect(maps).to_have_count(0)  # the previous face's maps are gone
+
+
 def _point_position(page, trace: int = 0, point: int = 0) -> tuple[float, float, str]:
     """Screen position and row of one scatter point, from plotly's own axes."""
     return page.evaluate("""([t, i]) => {

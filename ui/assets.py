@@ -58,6 +58,27 @@ HEAD = """
     });
   }
   setInterval(hook, 600);
+  // A file the image input's browser check would refuse with a toast (an mp4 dropped on it): refused in the
+  // view's own status line instead, by name, through the hidden #cmp-refuse box (the server words it).
+  function refuse(files) {
+    const bad = [...(files || [])].find(f => !(f.type || '').startsWith('image/'));
+    if (!bad) return false;
+    const box = document.querySelector('#cmp-refuse textarea, #cmp-refuse input');
+    if (!box) return false;
+    box.value = bad.name + '|' + Date.now();
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+    box.dispatchEvent(new Event('change', {bubbles: true}));
+    return true;
+  }
+  document.addEventListener('change', function (e) {
+    const t = e.target;
+    if (!t.matches || !t.matches('#cmp-image input[type=file]')) return;
+    if (refuse(t.files)) { e.stopImmediatePropagation(); e.preventDefault(); t.value = ''; }
+  }, true);
+  document.addEventListener('drop', function (e) {
+    if (!e.target.closest || !e.target.closest('#cmp-image')) return;
+    if (refuse(e.dataTransfer && e.dataTransfer.files)) { e.stopImmediatePropagation(); e.preventDefault(); }
+  }, true);
 })();
 </script>
 """

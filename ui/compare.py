@@ -15,7 +15,7 @@ from dfdet.viz.store import SAMPLES, md_escape
 from . import explain
 from .common import (MODEL_KW, PRIVATE, Ctx, display_table, for_visitor, for_visitor_stream, friendly, how_to_read,
                      on_gpu, status_line)
-from .guards import guard_image_upload
+from .guards import guard_image_upload, uploaded
 
 HOW = ("each row is one method's p(fake) for the same input; at or above the method's own threshold (chosen on "
        "validation, dotted in the plot; 0.5 without calibration) it calls the face fake, inside its uncertain band "
@@ -58,6 +58,7 @@ def build(ctx: Ctx) -> gr.Tab:
                                     type="filepath", image_mode=None, sources=["upload", "clipboard"], height=240,
                                     elem_id="cmp-image")
                 guard_image_upload(image_in)
+                refused = gr.Textbox(visible="hidden", elem_id="cmp-refuse")  # a non-image the browser held back
                 image_btn = gr.Button("Analyse photo", variant="primary", elem_id="cmp-image-btn")
                 video_in = gr.Video(label=f"Short video ({', '.join(VIDEO_EXTS)})", sources=["upload"], height=180,
                                     elem_id="cmp-video")
@@ -100,7 +101,7 @@ def build(ctx: Ctx) -> gr.Tab:
                 bars = gr.Plot(plots.empty_figure("Scores appear here."), label="p(fake) per method")
                 timeline = gr.Plot(plots.empty_figure("Per-frame scores appear here for a video."),
                                    label="Video: p(fake) per frame", elem_id="cmp-timeline")
-                explain.panel(ctx, image_in, face_src, face_row)  # why and how sure (ui/explain.py)
+                xp_out, xp_empty = explain.panel(ctx, image_in, face_src, face_row)  # why and how sure
 
     api_out = [crops, note, prob_table, bars, timeline, csv_btn]
     score_image, score_video, score_sample = on_gpu(s.compare.image), on_gpu(s.compare.video), on_gpu(s.compare.sample)
@@ -133,7 +134,7 @@ def build(ctx: Ctx) -> gr.Tab:
 
     # -- public API: outputs as documented, refusals raise --------------------------------------------------
     def api_image(path):
-        return outputs(score_image(path))
+        return outputs(score_image(uploaded(path)))
 
     def api_video(path):
         return outputs(score_video(path))
@@ -147,12 +148,13 @@ def build(ctx: Ctx) -> gr.Tab:
         return SAMPLES, row, md_escape(s.store.describe(rec))
 
     # -- the visitor's events: header, boxed photo, stale inputs cleared, status line --------------------
-    ui_out = [header, original, *api_out]
+    ui_out = [header, original, *api_out, *xp_out]
 
     def shown(res: CompareResult, clear_image, clear_video):
-        return (res.header, res.original, *outputs(res, visitor=True), clear_image, clear_video)
+        """A new face's results; the saliency maps and probe of the last face are cleared with them."""
+        return (res.header, res.original, *outputs(res, visitor=True), *xp_empty, clear_image, clear_video)
 
-    ui_image = for_visitor(lambda p: shown(score_image(p), gr.skip(), None), len(ui_out) + 2)
+    ui_image = for_visitor(lambda p: shown(score_image(uploaded(p)), gr.skip(), None), len(ui_out) + 2)
     stream_video = on_gpu(s.compare.video_stream)  # per-frame scores as they come (dfdet.video_stream)
 
     def video_updates(path, what="uploaded video"):
@@ -170,6 +172,18 @@ def build(ctx: Ctx) -> gr.Tab:
         return (*shown(score_sample(SAMPLES, row), None, None), SAMPLES, row)
     ui_example = for_visitor(example, len(ui_out) + 4)
 
+    def refuse(name):
+        """The refusal of a file the page held back (ui/assets.py): the server's words, by file name only."""
+        from dfdet.errors import DataError
+        name = Path(str(name or "").rsplit("|", 1)[0]).name or "upload"
+        if Path(name).suffix.lower() not in IMAGE_EXTS:
+            raise DataError(f"{name}: not an accepted image format; use one of {', '.join(IMAGE_EXTS)}"
+                            + (" (a video goes in “Short video” below)" if Path(name).suffix.lower() in VIDEO_EXTS
+                               else ""))
+        raise DataError(f"{name}: the browser did not send it as an image; upload a photo")
+
+    refused.change(for_visitor(refuse, 0), refused, status, api_name="_cmp_refused", **PRIVATE,
+                   show_progress="hidden")
     image_btn.click(ui_image, image_in, visitor_out, api_name="_ui_image", **PRIVATE, **MODEL_KW)
     image_in.upload(ui_image, image_in, visitor_out, api_name="_on_upload", **PRIVATE, **MODEL_KW)
     video_btn.click(ui_video, video_in, video_out, api_name="_ui_video", **PRIVATE, **MODEL_KW)

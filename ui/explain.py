@@ -8,6 +8,7 @@ from dfdet.explain.saliency import KINDS
 from dfdet.viz import plots
 
 from .common import MODEL_KW, PRIVATE, Ctx, for_visitor, friendly, how_to_read, status_line
+from .guards import uploaded
 
 HOW = ("each map shows where one method finds evidence for *fake* on the face it scored (its own LayerNorms "
        "and head), patch by patch. A map is only evidence if deleting its bright patches first lowers p(fake) "
@@ -22,8 +23,9 @@ def method_choices(session) -> list[tuple[str, str]]:
     return [(bank.entries[n].label, n) for n in bank.ready if bank.entries[n].model is None]
 
 
-def panel(ctx: Ctx, image_in: gr.Image, face_src: gr.Dropdown, face_row: gr.Number) -> None:
-    """Built inside Compare's result column. Which face: the uploaded photo if one is there, else the row."""
+def panel(ctx: Ctx, image_in: gr.Image, face_src: gr.Dropdown, face_row: gr.Number) -> tuple[list, tuple]:
+    """Built inside Compare's result column. Which face: the uploaded photo if one is there, else the row.
+    Returns its result outputs and their empty values: a new face in Compare clears the last face's maps."""
     s = ctx.session
     with gr.Accordion("Why and how sure: saliency maps and robustness", open=False, elem_id="xp-panel"):
         how_to_read(HOW)
@@ -50,11 +52,11 @@ def panel(ctx: Ctx, image_in: gr.Image, face_src: gr.Dropdown, face_row: gr.Numb
 
     def show_maps(upload, source, row, k, ma, mb):
         from dfdet.viz.media import image_file
-        v = s.explain.maps(source, row, upload, k, (ma, mb))
+        v = s.explain.maps(source, row, uploaded(upload), k, (ma, mb))
         return [(image_file(im), cap) for im, cap in v.items], v.curves, v.note
 
     def show_probe(upload, source, row):
-        v = s.explain.probe(source, row, upload)
+        v = s.explain.probe(source, row, uploaded(upload))
         return v.figure, v.note
 
     inputs = [image_in, face_src, face_row]
@@ -72,6 +74,9 @@ def panel(ctx: Ctx, image_in: gr.Image, face_src: gr.Dropdown, face_row: gr.Numb
     api_maps.click(friendly(show_maps), [*inputs, kind, a, b], [maps, curves, note], api_name="explain_maps",
                    **MODEL_KW)
     api_probe.click(friendly(show_probe), inputs, [probe_plot, probe_note], api_name="robustness_probe", **MODEL_KW)
+    return [maps, curves, note, probe_plot, probe_note], (
+        None, plots.empty_figure("Deletion / insertion curves appear here."), "",
+        plots.empty_figure("The robustness probe appears here."), "")
 
 
 CAL_HOW = ("each method's threshold was chosen on validation; on a test set a well-calibrated method's dots lie on the "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import gradio as gr
 from gradio.utils import get_upload_folder
@@ -9,24 +10,51 @@ from gradio.utils import get_upload_folder
 from dfdet.errors import DfdetError
 from dfdet.images import UPLOAD_MAX_SIDE, check_image_file
 from dfdet.uploads import UploadBudget, UploadGate, UploadLimits, check_payload
-from dfdet.viz.media import check_upload
+from dfdet.viz.media import IMAGE_EXTS, check_upload
 
 from .common import scrub
 
 
-def guard_image_upload(component: gr.Image) -> gr.Image:
-    """Gradio opens an uploaded image with Pillow before any handler runs, and its errors name server
-    paths. Check the header first (format, size, bomb), so the user reads the library's one message."""
-    preprocess = component.preprocess
+class Refused(str):
+    """An upload the image guard refused; its text is the one-line reason. Preprocessing never raises (that
+    would put an "Error" badge on every output and gradio's text in a toast): the handler raises it with
+    `uploaded`, where the view's own status line says it and keeps the last good results."""
 
-    def checked(payload):
-        if payload is not None and getattr(payload, "path", None):
+
+def uploaded(value):
+    """The upload a handler was given, or the guard's refusal raised as the one-line message."""
+    if isinstance(value, Refused):
+        raise gr.Error(str(value), print_exception=False)
+    return value
+
+
+class GuardedImage(gr.Image):
+    """gr.Image whose preprocessing never raises. Gradio opens an upload with Pillow before any handler
+    runs, and its errors name server paths and put an "Error" badge on every output. The header is checked
+    first (format, size, bomb), and anything Pillow still cannot read (a text file renamed .png) is refused
+    the same way: a Refused value that the handler raises (`uploaded`). A subclass, not an instance
+    override: gradio rebuilds a session's copy of a component from its class after any update."""
+
+    def get_block_name(self) -> str:
+        return "image"  # the browser's component
+
+    def preprocess(self, payload):
+        path = getattr(payload, "path", None) if payload is not None else None
+        if path:
             try:
-                check_image_file(check_upload(payload.path, "image"), UPLOAD_MAX_SIDE)
+                check_image_file(check_upload(path, "image"), UPLOAD_MAX_SIDE)
             except DfdetError as err:
-                raise gr.Error(scrub(str(err)), print_exception=False) from None
-        return preprocess(payload)
-    component.preprocess = checked
+                return Refused(scrub(str(err)))
+        try:
+            return super().preprocess(payload)
+        except Exception:  # noqa: BLE001 - whatever Pillow says about it, the visitor reads one line
+            return Refused(f"{Path(str(path or 'upload')).name}: not a readable image; upload a "
+                           f"{', '.join(IMAGE_EXTS)} photo")
+
+
+def guard_image_upload(component: gr.Image) -> gr.Image:
+    """An existing gr.Image made a GuardedImage (same configuration)."""
+    component.__class__ = GuardedImage
     return component
 
 
@@ -86,7 +114,6 @@ def fair_queue(app: gr.Blocks, share: int = MODEL_SHARE, model_queue: str | None
     from .common import MODEL_QUEUE
     model_queue = model_queue or MODEL_QUEUE
     queue = app._queue
-    limit, queue.max_size = queue.max_size, None  # enforced below, per kind of event
     push = queue.push
 
     async def fair(body, request, username):
@@ -94,19 +121,23 @@ def fair_queue(app: gr.Blocks, share: int = MODEL_SHARE, model_queue: str | None
             fn = route_utils.get_fn(app, None, body)
         except Exception:  # noqa: BLE001 - an unknown function: gradio's own push answers it
             return await push(body, request, username)
+        limit = queue.max_size  # the app's setting, applied below to each kind of event on its own
         model = fn.concurrency_id == model_queue
         waiting = [e for cid, q in queue.event_queue_per_concurrency_id.items()
                    if (cid == model_queue) == model for e in q.queue]
         if limit is not None and len(waiting) >= limit:
-            what = "model requests" if model else "requests"
-            return False, f"Queue is full: {len(waiting)} {what} waiting; try again in a minute.", "queue_full"
+            return False, f"Queue is full. Max size is {limit} and size is {len(waiting)}.", "queue_full"
         if model:
             client = _client(request)
             mine = sum(_client(e.request) == client for e in waiting)
             if mine >= share:
                 return (False, f"You already have {mine} model requests waiting (each visitor may have {share}); "
                         "wait for them to finish.", "queue_full")
-        return await push(body, request, username)
+        queue.max_size = None  # gradio's own check (all events together) runs first in push, before any await
+        try:
+            return await push(body, request, username)
+        finally:
+            queue.max_size = limit
     queue.push = fair
     return app
 

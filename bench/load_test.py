@@ -17,9 +17,11 @@ Scores are meaningless (random weights): this measures the serving, not the dete
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -316,12 +318,23 @@ def connect(url: str, n: int) -> list:
     return [new_client(url) for _ in range(n)]
 
 
+DOWNLOADS = Path(tempfile.gettempdir())  # main() points this into its work folder, removed at the end
+_visitors = itertools.count(1)
+
+
+def visitor_address(i: int) -> str:
+    """A distinct address per simulated visitor (sent as X-Forwarded-For, which uvicorn trusts from 127.0.0.1):
+    the app gives each visitor a fair share of the model queue, and 50 clients on one address would be one."""
+    return f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+
+
 def new_client(url: str):
     """A gradio_client with a long HTTP timeout: on a loaded machine an upload can take longer than httpx's 5 s
     default, which is the client giving up, not the server failing (latencies are reported as measured)."""
     from gradio_client import Client
-    return Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="dfdet_load_"),
-                  httpx_kwargs={"timeout": 300})
+    DOWNLOADS.mkdir(parents=True, exist_ok=True)
+    return Client(url, verbose=False, download_files=tempfile.mkdtemp(prefix="client_", dir=DOWNLOADS),
+                  headers={"X-Forwarded-For": visitor_address(next(_visitors))}, httpx_kwargs={"timeout": 300})
 
 
 def run_load(url: str, ctx: Context, clients: int | list, requests: int,
@@ -365,7 +378,8 @@ def overload(url: str, n: int, after_posting=None) -> dict:
 
     def post(i: int) -> None:
         t = time.perf_counter()
-        r = httpx.post(f"{url}gradio_api/call/predict_sample", json={"data": ["samples", i % 50]}, timeout=60)
+        r = httpx.post(f"{url}gradio_api/call/predict_sample", json={"data": ["samples", i % 50]}, timeout=60,
+                       headers={"X-Forwarded-For": visitor_address(100_000 + i)})  # n visitors, one request each
         dt = time.perf_counter() - t
         with lock:
             if r.status_code == 200:
@@ -398,6 +412,22 @@ def context(url: str, art: dict[str, Path]) -> Context:
     n_samples = len(pd.read_csv(SHARED_MANIFEST)) if SHARED_MANIFEST.is_file() else 100
     return Context("tiny", len(run.predictions), n_samples, sorted(run.predictions["dataset"].unique())[:2],
                    str(art["face"]), str(art["video"]))
+
+
+def wait_loaded(url: str) -> None:
+    """Until /status no longer says the models are loading (a plain HTTP call: no visitor session)."""
+    import httpx
+    t0 = time.perf_counter()
+    while True:
+        r = httpx.post(f"{url}gradio_api/call/status", json={"data": []}, timeout=60)
+        eid = r.json()["event_id"]
+        with httpx.stream("GET", f"{url}gradio_api/call/status/{eid}", timeout=60) as s:
+            text = "".join(s.iter_text())
+        if "Loading" not in text:
+            return
+        if time.perf_counter() - t0 > 300:
+            sys.exit("the models did not load within 300 s")
+        time.sleep(0.5)
 
 
 def warm(url: str, ctx: Context, clients: list) -> float:
@@ -457,12 +487,24 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="dfdet_load_"))
     work.mkdir(parents=True, exist_ok=True)
+    global DOWNLOADS
+    DOWNLOADS = work / "downloads"  # every client's downloads in one place, removed at the end
+    try:
+        return measure(args, work)
+    finally:
+        shutil.rmtree(DOWNLOADS, ignore_errors=True)
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)  # artifacts, caches, uploads, the server log: nothing left
+
+
+def measure(args, work: Path) -> int:
     t_build = time.perf_counter()
     art = build_artifacts(work)
     t_build = time.perf_counter() - t_build
     proc, url = start_server(art, work, args.trace_memory)
     try:
         ctx = context(url, art)
+        wait_loaded(url)  # the app loads its models after the page is up: "start" is once they are in
         rss_start = rss_mb(proc.pid)
         clients = connect(url, args.clients)
         warm_s = warm(url, ctx, clients)
@@ -545,7 +587,7 @@ def render(args, report: LoadReport, memory: dict, visitors: LoadReport, over: d
         "",
         "| server memory (RSS) | MB |",
         "|---|---|",
-        f"| models loaded, no visitor yet | {memory['start']:.1f} |",
+        f"| models loaded (waited for /status), no visitor yet | {memory['start']:.1f} |",
         f"| after warm-up (every endpoint twice; then the {args.clients} clients, 3 requests each) | "
         f"{memory['before']:.1f} |",
         f"| 2 s after the load run (same {args.clients} clients) | {memory['after']:.1f} |",

@@ -60,3 +60,18 @@ def test_one_visitor_gets_a_fair_share_and_views_keep_answering(queued):
         view = join(app, index["view"], "198.51.100.1", f"v{i}")  # ...and a view is still admitted
         assert view.status_code == 200, view.text
     release.set()
+
+
+def test_load_test_clients_are_distinct_visitors_and_download_into_its_work_folder(queued, tmp_path, monkeypatch):
+    """bench/load_test.py left one temp folder per client (76, 112 MB) and, all on 127.0.0.1, its 50 clients
+    would be one visitor to the fair queue. Now each client downloads under the run's work folder (removed at
+    the end) and is its own visitor."""
+    from pathlib import Path
+
+    import bench.load_test as lt
+    app, *_ = queued
+    monkeypatch.setattr(lt, "DOWNLOADS", tmp_path / "downloads")
+    a, b = lt.new_client(app.local_url), lt.new_client(app.local_url)
+    for c in (a, b):
+        assert Path(c.output_dir).parent == tmp_path / "downloads"
+    assert a.headers["X-Forwarded-For"] != b.headers["X-Forwarded-For"]

@@ -5,7 +5,8 @@
     python bench/bench_large_runs.py --runs /tmp/lr/r10000 /tmp/lr/r100000 --base /tmp/main_base \\
         --out bench/results_large_runs.md
 
-Each (code, run) is measured in a fresh process (a server's first visitor): the views are called in
+Each (code, run) is measured in a fresh process (a server's first visitor, after the imports a started
+server has done: torch for the models, umap and scipy for the warm-up): the views are called in
 the order a researcher opens them, each one's wall time and payload (the figure's JSON; for the
 Errors galleries, the JPEG bytes of their faces) recorded, and the process's peak RSS after each.
 A process that runs past --timeout is stopped; the views it did not reach are reported as such.
@@ -44,6 +45,11 @@ def gallery_bytes(items) -> int:
 
 def child(runs_dir: str, run: str, cache: str) -> None:
     """Runs in the code tree on sys.path[0]; prints one JSON line per view."""
+    t0 = time.perf_counter()
+    import scipy.stats  # noqa: F401 - what a started server has imported already (models, UMAP warm-up)
+    import torch  # noqa: F401
+    import umap  # noqa: F401
+    emit("imports", time.perf_counter() - t0, 0)
     from dfdet.viz.store import AppConfig, Store
     t0 = time.perf_counter()
     store = Store(AppConfig(runs=runs_dir, cache_dir=cache, demo="off", warm_up=False))
@@ -94,7 +100,7 @@ def measure(code: Path, run_folder: Path, timeout: int) -> dict:
             if line.startswith("{"):
                 rec = json.loads(line)
                 out[rec["view"]] = rec
-        out["_error"] = "" if len(out) == len(VIEWS) + 1 else (err or "")[-300:]
+        out["_error"] = "" if len(out) == len(VIEWS) + 2 else (err or "")[-300:]
         return out
 
 
@@ -128,11 +134,11 @@ def main(argv=None) -> int:
             print(f"measuring {name} on {run} ...", flush=True)
             results.append(measure(code, run, a.timeout))
             print(json.dumps(results[-1]), flush=True)
-        for view in ("load", *VIEWS):
+        for view in ("imports", "load", *VIEWS):
             row = [view]
             for res in results:
                 rec = res.get(view)
-                row += [cell(rec, "s", a.timeout), "" if view == "load" else cell(rec, "bytes", a.timeout)]
+                row += [cell(rec, "s", a.timeout), "" if view in ("imports", "load") else cell(rec, "bytes", a.timeout)]
             lines.append("| " + " | ".join(row) + " |")
         rss = [max((r.get("rss_mb", 0) for k, r in res.items() if k != "_error"), default=0) for res in results]
         lines += ["", "Server peak RSS: " + "; ".join(f"{name} {m / 1024:.2f} GB" for (name, _), m in zip(trees, rss))]

@@ -48,8 +48,14 @@ def spec_name(run: Run, method: str) -> str:
 
 
 def level_table(run: Run, method: str, level: str) -> pd.DataFrame:
-    col = PRED_PREFIX + method
-    return run.predictions if level == "frame" else video_level(run.predictions, col)
+    """Frames, or videos (mean p_fake per video), computed once per run and method: every table of a view
+    reads it, and at 10^6 faces a groupby costs a second."""
+    if level == "frame":
+        return run.predictions
+    videos = run.__dict__.setdefault("_video_tables", {})
+    if method not in videos:
+        videos[method] = video_level(run.predictions, PRED_PREFIX + method)
+    return videos[method]
 
 
 def curves(run: Run, methods: list[str], datasets: list[str], level: str) -> list[dict]:

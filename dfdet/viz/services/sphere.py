@@ -184,18 +184,19 @@ class SphereService:
         col = PRED_PREFIX + method
         recorded = (float(run.predictions[col].iloc[a]), float(run.predictions[col].iloc[b]))
         demo = self.store.run_is_demo(run)
-        sphere = plots.with_path(self.figure(run_name, method, color_by, dims, keep=(a, b)), path_xy, t, p)
+        sphere = plots.with_path(self.figure(run_name, method, color_by, dims), path_xy, t, p)  # A, B: its ends
         label = method_label(run, method)
-        curve = plots.slerp_curve(t, p, label, demo, recorded, why)
+        thr = self.head_threshold(name)
+        curve = plots.slerp_curve(t, p, label, demo, recorded, why, thr)
         za_, zb_ = (np.asarray(z[r], dtype=np.float32) for r in (a, b))
         angle = float(np.degrees(np.arccos(np.clip(np.dot(za_, zb_), -1, 1))))
         la, lb = (truth_of(run.predictions.iloc[r]) for r in (a, b))
         text = (f"A = row {a} ({la}), B = row {b} ({lb}); angle between them on the sphere: {angle:.1f}°. "
                 f"Recorded p_fake: A {recorded[0]:.3f}, B {recorded[1]:.3f}.")
         if p is not None:
-            crosses = int(np.sum(np.diff((p >= 0.5).astype(int)) != 0))
-            times = {0: "never crosses 0.5", 1: "crosses 0.5 once", 2: "crosses 0.5 twice"}.get(
-                crosses, f"crosses 0.5 {crosses} times")
+            crosses = int(np.sum(np.diff((p >= thr).astype(int)) != 0))
+            times = {0: "never crosses", 1: "crosses once", 2: "crosses twice"}.get(crosses, f"crosses {crosses} times")
+            times += f" the method's threshold {thr:.3f}"
             text += f" Along the path p_fake goes from {p[0]:.3f} to {p[-1]:.3f} and {times}."
             if not spec.normalize:
                 text += " (This method has no L2-norm: its head sees the path scaled by the interpolated norm.)"
@@ -208,11 +209,18 @@ class SphereService:
                 for n, r in (("A", a), ("B", b))]
         strip = []
         marks = [int(round(ti * (steps - 1))) for ti in (0.25, 0.5, 0.75)]
-        nearest = nearest_rows(z, path[marks])
+        nearest = nearest_rows(z, path[marks], allowed=run.predictions["label"].to_numpy() == 0)
         for ti, near in zip((0.25, 0.5, 0.75), nearest):
-            strip.append((self._face(root, run, near), f"t={ti:.2f}: nearest row {near} "
-                                                        f"({truth_of(run.predictions.iloc[near])})"))
+            if near >= 0:
+                strip.append((self._face(root, run, near), f"t={ti:.2f}: nearest real face, row {near}"))
         return SlerpResult(sphere, curve, md_escape(text), ends, strip)
+
+    def head_threshold(self, name: str | None) -> float:
+        """The decision threshold of the head that scored the path (its validation threshold), else 0.5."""
+        from ...calibration import threshold_of
+        bank = self.store.bank
+        entry = bank.entries.get(name) if bank is not None and name is not None else None
+        return float(threshold_of(entry.meta)) if entry is not None else 0.5
 
     @staticmethod
     def _face(root, run: Run, row: int) -> Image.Image:
@@ -224,13 +232,16 @@ class SphereService:
         return im
 
 
-def nearest_rows(z, queries: np.ndarray, chunk: int = 1 << 15) -> list[int]:
-    """The row of z (memory-mapped at scale) most similar to each query, in one chunked pass."""
+def nearest_rows(z, queries: np.ndarray, chunk: int = 1 << 15, allowed: np.ndarray | None = None) -> list[int]:
+    """The row of z (memory-mapped at scale) most similar to each query, in one chunked pass; only rows where
+    `allowed` is true (e.g. the real faces), -1 when there is none."""
     best = np.full(len(queries), -np.inf)
-    arg = np.zeros(len(queries), dtype=np.int64)
+    arg = np.full(len(queries), -1, dtype=np.int64)
     q = np.asarray(queries, dtype=np.float32).T
     for s in range(0, len(z), chunk):
         sim = np.asarray(z[s:s + chunk], dtype=np.float32) @ q
+        if allowed is not None:
+            sim[~np.asarray(allowed[s:s + chunk], dtype=bool)] = -np.inf
         j = sim.argmax(0)
         v = sim[j, np.arange(len(queries))]
         better = v > best

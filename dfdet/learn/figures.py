@@ -10,6 +10,7 @@ from ..viz.style import method_color
 from .sphere import Head, Paths, circle_on_sphere
 from .stack import stack_parts
 
+SHORT = {"patch": "patch emb.", "embed": "cls + pos", "proj": "proj (unused)", "head": "head", "text": "text tower"}
 KIND_LABEL = {"patch": "patch embedding", "embed": "class + position embedding", "ln": "LayerNorm γ/β",
               "attn": "attention", "mlp": "MLP", "proj": "CLIP projection", "head": "head", "text": "text tower"}
 
@@ -32,7 +33,8 @@ def stack_figure(method: str, model: str, label: str) -> go.Figure:
         xs.append(x), ys.append(y)
         colors.append("#d62728" if lit and p.kind == "head" else ("#ff7f0e" if lit else "#d9d9d9"))
         hover.append(f"{p.name}<br>{p.params:,} parameters<br>{'TRAINED: ' + format(p.trained, ',') if lit else 'frozen'}")
-        text.append(p.name if p.block < 0 or p.block >= 10**6 else "")
+        outside = p.block < 0 or p.block >= 10**6  # the stem and the top are labelled; the blocks by the y axis
+        text.append(("" if not outside else p.name if p.kind == "ln" else SHORT.get(p.kind, p.name)))
     fig = go.Figure(go.Scatter(x=xs, y=ys, mode="markers+text", text=text, textposition="middle right",
                                textfont=dict(size=10), hovertext=hover, hoverinfo="text",
                                marker=dict(symbol="square", size=16, color=colors, line=dict(color="#555", width=1))))

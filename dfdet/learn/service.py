@@ -102,7 +102,8 @@ class LearnService:
         p = run.predictions
         df = pd.DataFrame({"dataset": p["dataset"].astype(str), "norm": norm,
                            "class": np.where(p["label"].astype(int) == 1, "fake", "real")})
-        return figures.norm_figure(df, f"‖z_cls‖ per dataset and class: {what} ({len(df)} faces)", self.demo(run))
+        return figures.norm_figure(df, f"‖z_cls‖ per dataset and class ({len(df)} faces)<br><sub>{what}</sub>",
+                                   self.demo(run))
 
     def _boundary_coords(self, run_name: str, method: str) -> tuple[np.ndarray, np.ndarray, float, str]:
         key = ("boundary", run_name, method)

@@ -226,8 +226,10 @@ def test_hypersphere_hover_pick_slerp_and_refusals(page, server):
     expect(page.locator("#sl-b input")).not_to_have_value("2")
     t0 = time.perf_counter()
     page.locator("#sl-btn").click()
-    expect(page.locator("#sl-text")).to_contain_text("0.5")
+    expect(page.locator("#sl-text")).to_contain_text("the method's threshold 0.")  # its own, not 0.5
     timed("SLERP path drawn (click -> summary)", t0)
+    expect(page.locator("#sl-strip")).not_to_contain_text("(fake)")  # the nearest *real* faces along the path
+    expect(page.locator("#sl-strip").get_by_text(re.compile("nearest real face, row"))).to_have_count(3)
     expect(page.locator("#hs-status")).not_to_contain_text("same row")
     expect(page.locator("#sl-ends").get_by_role("button", name=re.compile("Thumbnail"))).to_have_count(2)
     expect(page.locator("#sl-strip").get_by_role("button", name=re.compile("Thumbnail"))).to_have_count(3)
@@ -273,6 +275,8 @@ def test_errors_none_at_a_threshold_and_a_face_opens_in_compare(page, server):
     from playwright.sync_api import expect
     page.get_by_role("tab", name="Errors").click()
     expect(page.locator("#er-note")).to_contain_text("Click a face to open it in Compare")
+    expect(page.get_by_text("the method's validation threshold:")).to_be_visible()  # the first view, not 0.5
+    expect(page.get_by_text("no validation threshold")).to_have_count(0)
     dis = page.locator("#er-dis")
     expect(dis.get_by_role("button", name=re.compile("Thumbnail 1 of"))).to_be_visible()
     shoot(page, server, "errors")

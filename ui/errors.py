@@ -97,7 +97,12 @@ def build(ctx: Ctx) -> gr.Tab:
     inputs = [run, method, dataset, threshold, dedup, with_maps]
     outputs = [fp, fn, dis, rows, note]
     run.change(on_run, [run, method, dataset], [method, dataset], api_name="_err_run", **PRIVATE)
-    ctx.run_followers.append((on_run, [method, dataset]))
+    def follow(run_name):
+        """The run's lists as the page loads, and the slider at its first method's validation threshold, so the
+        first view is at the method's own threshold, not at the 0.5 of a page built before the run existed."""
+        ms = run_methods(s, run_name)
+        return (*on_run(run_name), gr.Slider(**threshold_of(s, run_name, ms[0][1] if ms else None)))
+    ctx.run_followers.append((follow, [method, dataset, threshold]))
     btn.click(for_visitor(view, len(outputs)), inputs, [*outputs, status], api_name="_ui_errors", **PRIVATE)
     for gallery, kind in zip((fp, fn, dis), KINDS):
         gallery.select(opener(kind), [run, rows], [ctx.tabs, ctx.face_source, ctx.face_row],

@@ -310,8 +310,9 @@ def with_path(base: FigureDict, path: np.ndarray, t: np.ndarray, p: np.ndarray |
 
 
 def slerp_curve(t: np.ndarray, p: np.ndarray | None, label: str, demo: bool,
-                recorded: tuple[float, float] | None = None, message: str = "") -> go.Figure:
-    """p_fake of the method's head along the path; the run's recorded scores of A and B as markers."""
+                recorded: tuple[float, float] | None = None, message: str = "", threshold: float = 0.5) -> go.Figure:
+    """p_fake of the method's head along the path; the run's recorded scores of A and B as markers; the
+    method's own decision threshold as the dotted line."""
     if p is None:
         return empty_figure(message or "No head available for this method.")
     from .style import label_colors
@@ -321,6 +322,7 @@ def slerp_curve(t: np.ndarray, p: np.ndarray | None, label: str, demo: bool,
         fig.add_trace(go.Scatter(x=[0, 1], y=list(recorded), mode="markers+text", text=["A", "B"],
                                  textposition="top center", name="recorded in the run",
                                  marker=dict(size=12, symbol="diamond-open", color="#ff7f0e", line=dict(width=2))))
-    fig.add_hline(y=0.5, line_dash="dot", line_color="#555")
+    fig.add_hline(y=threshold, line_dash="dot", line_color="#555", annotation_text=f"threshold {threshold:.2f}",
+                  annotation_position="bottom right")
     return _layout(fig, "p(fake) along the great circle A → B", demo, xaxis=dict(title="t", range=[-0.02, 1.02]),
                    yaxis=dict(title="p(fake)", range=[0, 1]), height=380)

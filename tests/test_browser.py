@@ -571,3 +571,4 @@ def test_learn_every_control_and_its_deep_link(page, server):
     expect(note).to_contain_text("ignored row '<b>x'")  # shown as text, never as HTML
     expect(page.locator("#ln-link-note b")).to_have_count(0)
     expect(page.locator("#ln-pair-text")).to_contain_text("At t = 1.00")
+    expect(page.locator("#ln-stack-text")).to_contain_text("104,450")  # the first panel is drawn for a link too

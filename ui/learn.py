@@ -225,7 +225,7 @@ def build(ctx: Ctx) -> gr.Tab:
     def from_link(request: gr.Request):
         """`?tab=learn&...`: the checked parameters onto the controls, the views they name drawn."""
         q = dict(request.query_params) if request is not None else {}
-        n_out = 17
+        n_out = 17 + len(p1_out) + 2
         if q.get("tab") != "learn":
             return [gr.skip()] * n_out
         link = learn_link.read(q, s.store.runs)
@@ -250,8 +250,13 @@ def build(ctx: Ctx) -> gr.Tab:
                 side = list(panel5(run_name, meth, v["m2"], v.get("row")))
             except Exception:  # noqa: BLE001
                 pass
-        return [*out, *pair_figs, *side, gr.skip()]
+        try:  # a link selects the tab without a visit event: draw what the first visit would
+            first_views = list(first(v.get("stack", "ln_norm_slerp"), run_name))
+        except Exception:  # noqa: BLE001 - the panels' own controls still work
+            first_views = [gr.skip()] * (len(p1_out) + 2)
+        return [*out, *pair_figs, *side, gr.skip(), *first_views]
 
-    link_outs = [ctx.tabs, run, method, stack_m, a, b, t, row, m2, link_note, *pair_out, side_a, side_b, status]
+    link_outs = [ctx.tabs, run, method, stack_m, a, b, t, row, m2, link_note, *pair_out, side_a, side_b, status,
+                 *p1_out, rep_table, rep_cite]
     ctx.on_load.append((from_link, link_outs))
     return tab

@@ -252,9 +252,9 @@ class UploadGate:
         self.budget.start(client, size, upload)
         try:
             await self.app(scope, body.receive, body.send)
-        except Exception:
-            if not body.cut:
-                raise  # the app's own error; a cut-off body's ClientDisconnect is expected
+        except Exception as err:
+            if not body.cut and type(err).__name__ != "ClientDisconnect":
+                raise  # the app's own error; a client gone mid-body (cut off here or hung up) is not one
         finally:
             self.budget.finish(client, size, upload, body.kept_paths())
 

@@ -295,3 +295,25 @@ def test_status_names_no_server_folder(served):
     text = banner + details
     assert "checkpoints from checkpoints" in text and "broken" in text, text  # names stay
     assert str(served.checkpoints.parent) not in text and "/tmp" not in text, text
+
+
+def test_a_client_that_hangs_up_mid_body_leaves_no_traceback():
+    """A real hang-up (not a cut by the gate) ends the app with starlette's ClientDisconnect: the gate ends the
+    request quietly (the server log showed one traceback per hang-up) and releases its bytes."""
+    class ClientDisconnect(Exception):
+        pass
+
+    async def app(scope, receive, send):
+        await receive()
+        raise ClientDisconnect()
+
+    async def receive():
+        return {"type": "http.request", "body": b"x" * 10, "more_body": True}
+
+    async def send(m):
+        raise AssertionError("nothing is sent to a client that is gone")
+    budget = UploadBudget(UploadLimits(), "/nonexistent")
+    gate = UploadGate(app, budget)
+    asyncio.run(gate({"type": "http", "method": "POST", "path": "/gradio_api/upload", "client": ("h", 1),
+                      "headers": [(b"content-length", b"100")]}, receive, send))
+    assert budget.total_bytes() == 0 and budget.uploads_in_flight == 0

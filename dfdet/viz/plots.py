@@ -108,42 +108,45 @@ def frame_timeline(times: np.ndarray, scores: dict[str, np.ndarray], demo: bool,
                    yaxis=dict(range=[0, 1], title="p(fake)"), height=340)
 
 
-def roc_figure(curves: list[dict], demo: bool, threshold: float | None = None) -> go.Figure:
+def roc_figure(curves: list[dict], demo: bool, threshold: float | None = None) -> go.Figure | FigureDict:
     """ROC curves, colour = method (the one colour it has everywhere), dash = dataset; AUROC and n in the
-    legend, which sits beside the plot; the operating point at `threshold` is a ringed dot on each curve."""
+    legend, which sits beside the plot; the operating point at `threshold` is a ringed dot on each curve.
+    The curves are plain trace dicts (validating 16 curves of 1,000 points costs a second on a busy CPU)."""
     from .style import dataset_dash, method_color
     if not curves:
         return empty_figure("Pick at least one method and one dataset.")
     datasets = sorted({c["dataset"] for c in curves})
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dash", color="#aaa"),
-                             name="chance (AUROC 0.500)", hoverinfo="skip"))
+    traces = [dict(type="scatter", x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dash", color="#aaa"),
+                   name="chance (AUROC 0.500)", hoverinfo="skip")]
     for c in curves:
         color = method_color(c.get("spec", c.get("method", "")))
         thr = thresholds_array(c["thresholds"])
         fpr, tpr = np.asarray(c["fpr"], dtype=float), np.asarray(c["tpr"], dtype=float)
         keep = decimate(fpr, tpr)
         n = f", n={c['n']}" if c.get("n") else ""
-        fig.add_trace(go.Scatter(
-            x=_l(np.round(fpr[keep], 5)), y=_l(np.round(tpr[keep], 5)), mode="lines", line=dict(color=color, shape="hv", width=2,
-                                                                  dash=dataset_dash(datasets, c["dataset"])),
+        traces.append(dict(
+            type="scatter", x=_l(np.round(fpr[keep], 5)), y=_l(np.round(tpr[keep], 5)), mode="lines",
+            line=dict(color=color, shape="hv", width=2, dash=dataset_dash(datasets, c["dataset"])),
             name=f"{c['name']} (AUROC {c['auroc']:.3f}{n})", legendgroup=c["name"],
             customdata=_l(np.round(np.where(np.isfinite(thr[keep]), thr[keep], 1.0), 5)),
             hovertemplate=f"{c['name']}<br>FPR %{{x:.3f}}<br>TPR %{{y:.3f}}<br>threshold %{{customdata:.3f}}"
                           "<extra></extra>"))
         if threshold is not None:
             j = operating_point(thr, threshold)
-            fig.add_trace(go.Scatter(x=[float(fpr[j])], y=[float(tpr[j])], mode="markers", showlegend=False,
-                                     legendgroup=c["name"], name=f"{c['name']} at threshold",
-                                     marker=dict(size=11, color=color, line=dict(color="black", width=2)),
-                                     hovertemplate=f"{c['name']}<br>threshold {threshold:.2f}<br>FPR %{{x:.3f}}<br>"
-                                                   "TPR %{y:.3f}<extra></extra>"))
+            traces.append(dict(type="scatter", x=[float(fpr[j])], y=[float(tpr[j])], mode="markers",
+                               showlegend=False, legendgroup=c["name"], name=f"{c['name']} at threshold",
+                               marker=dict(size=11, color=color, line=dict(color="black", width=2)),
+                               hovertemplate=f"{c['name']}<br>threshold {threshold:.2f}<br>FPR %{{x:.3f}}<br>"
+                                             "TPR %{y:.3f}<extra></extra>"))
     title = "ROC" + (f" (dots: operating point at threshold {threshold:.2f})" if threshold is not None else "")
     fig = _layout(fig, title, demo, xaxis=dict(title="false positive rate", range=[0, 1], constrain="domain"),
                   yaxis=dict(title="true positive rate", range=[0, 1.02]), height=480)
     fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.02, font=dict(size=11)),
                       margin=dict(l=50, r=10, t=70, b=45))
-    return fig
+    out = FigureDict(fig.to_plotly_json())
+    out["data"] = traces
+    return out
 
 
 def thresholds_array(thresholds) -> np.ndarray:

@@ -171,8 +171,9 @@ class SphereService:
         path = slerp(za, zb, torch.from_numpy(t)).numpy()
         from ..umap_cache import place
         info = self.store.projection_info(run_name, method, dims)
-        ref = info.sample if len(info.sample) < len(z) else slice(None)  # a large run: its fitted sample
-        path_xy = place(path, np.asarray(z[ref], dtype=np.float32), info.coords[ref])
+        ref = info.sample if len(info.sample) < len(z) else np.arange(len(z))  # a large run: its fitted sample
+        z_ref = np.asarray(z[ref], dtype=np.float32)
+        path_xy = place(path, z_ref, info.coords[ref])
         name, why = self.head_for(run, method)
         p = None
         spec = self.store.bank.entries[name].spec if name is not None else None
@@ -209,7 +210,8 @@ class SphereService:
                 for n, r in (("A", a), ("B", b))]
         strip = []
         marks = [int(round(ti * (steps - 1))) for ti in (0.25, 0.5, 0.75)]
-        nearest = nearest_rows(z, path[marks], allowed=run.predictions["label"].to_numpy() == 0)
+        real = run.predictions["label"].to_numpy()[ref] == 0  # a large run: among its fitted (stratified) sample
+        nearest = [int(ref[j]) if j >= 0 else -1 for j in nearest_rows(z_ref, path[marks], allowed=real)]
         for ti, near in zip((0.25, 0.5, 0.75), nearest):
             if near >= 0:
                 strip.append((self._face(root, run, near), f"t={ti:.2f}: nearest real face, row {near}"))

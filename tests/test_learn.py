@@ -227,3 +227,29 @@ def test_onto_sphere_keeps_the_verdict_axis_exactly():
     assert np.allclose(np.linalg.norm(on, axis=1), 1.0)
     assert np.allclose(on[:, 0], c[:, 0])  # the side of the boundary plane is unchanged
     assert np.allclose(on[0, 1:] / np.linalg.norm(on[0, 1:]), c[0, 1:] / np.linalg.norm(c[0, 1:]))
+
+
+def test_inspect_without_the_weights_it_was_trained_from_says_what_it_needs(tiny_clip, tmp_path, capsys):
+    import json as _json
+    folder = _moved_checkpoint(tiny_clip, tmp_path)
+    meta = _json.loads((folder / "dfdet.json").read_text())
+    meta["backbone"]["weights"] = "file:clip_l14.safetensors"
+    (folder / "dfdet.json").write_text(_json.dumps(meta))
+    assert main(["inspect", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "clip_l14.safetensors" in err and "--clip-weights" in err and "Traceback" not in err
+    assert main(["inspect", str(folder), "--clip-weights", str(tmp_path / "missing.safetensors")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_learn_link_round_trip(tmp_path):
+    from urllib.parse import parse_qsl
+
+    from dfdet.artifacts import load_run
+    from dfdet.learn import link
+    run = load_run(_square_run(tmp_path / "run"))
+    q = link.query("r", "ln_norm", None, 1.0, 3.0, 2.0, 0.25, "ln_tuning")
+    assert q == "tab=learn&run=r&method=ln_norm&a=1&b=3&row=2&t=0.25&stack=ln_tuning"
+    got = link.read(dict(parse_qsl(q)), {"r": run})
+    assert got.notes == [] and got.values == {"run": "r", "method": "ln_norm", "a": 1, "b": 3, "row": 2, "t": 0.25,
+                                              "stack": "ln_tuning"}

@@ -54,6 +54,11 @@ CLICK_JS = """
 """
 
 
+def _copy_js() -> str:
+    from .assets import COPY_JS
+    return COPY_JS
+
+
 def notice(i: int) -> gr.Markdown:
     first, second = NOTICE[i].split("\n")
     return gr.Markdown(f"> **What to notice.** {first}<br>{second}", elem_id=f"ln-notice-{i}")
@@ -69,6 +74,10 @@ def build(ctx: Ctx) -> gr.Tab:
         how_to_read(HOW)
         status = status_line("ln-status")
         link_note = gr.HTML("", elem_id="ln-link-note")
+        with gr.Row():
+            share = gr.Button("Link to this selection", size="sm", scale=0, elem_id="ln-link-btn")
+            share_box = gr.Textbox(show_label=False, container=False, interactive=False, elem_id="ln-link-box",
+                                   placeholder="a link that opens the Learn tab with its run, method, pair, t and rows")
         with gr.Row():
             run = open_dropdown(run_names(s), r0, label="Run", elem_id="ln-run")
             method = open_dropdown(m0, default_method(m0), label="Method", elem_id="ln-method")
@@ -207,6 +216,8 @@ def build(ctx: Ctx) -> gr.Tab:
                 api_name="_ln_click", **PRIVATE)
     run.change(methods_for, [run, method, m2], [method, m2], api_name="_ln_run", **PRIVATE).then(
         for_visitor(panel6, 2), run, [rep_table, rep_cite, status], **PRIVATE)
+    share.click(learn_link.query, [run, method, m2, a, b, row, t, stack_m], share_box, api_name="_ln_link",
+                **PRIVATE).then(None, share_box, share_box, js=_copy_js())
     ctx.run_lists.append(run)  # the demo and Hub runs appear after the page is built
     ctx.run_followers.append((lambda r: methods_for(r, None, None), [method, m2]))
 

@@ -67,6 +67,22 @@ def read(query: Mapping[str, str], runs: Mapping[str, object]) -> LearnLink:
     return link
 
 
+def query(run=None, method=None, m2=None, a=None, b=None, row=None, t=None, stack=None) -> str:
+    """The query string of a Learn selection (the inverse of `read`): empty values are left out."""
+    from urllib.parse import urlencode
+    q = {"tab": "learn"}
+    for k, v in (("run", run), ("method", method), ("m2", m2), ("a", a), ("b", b), ("row", row), ("t", t),
+                 ("stack", stack)):
+        if v in (None, ""):
+            continue
+        if k in ("a", "b", "row"):
+            v = int(v)
+        elif k == "t":
+            v = f"{float(v):g}"
+        q[k] = v
+    return urlencode(q)
+
+
 def _row(k: str, v: str, n: int | None, link: LearnLink) -> None:
     try:
         r = int(v)

@@ -253,3 +253,19 @@ def test_learn_link_round_trip(tmp_path):
     got = link.read(dict(parse_qsl(q)), {"r": run})
     assert got.notes == [] and got.values == {"run": "r", "method": "ln_norm", "a": 1, "b": 3, "row": 2, "t": 0.25,
                                               "stack": "ln_tuning"}
+
+
+def test_service_refuses_unknown_names_with_one_line(tmp_path):
+    from dfdet.errors import DataError
+    from dfdet.learn.service import LearnService
+    from dfdet.viz.store import AppConfig, Store
+    _square_run(tmp_path / "runs" / "sq")
+    store = Store(AppConfig(runs=str(tmp_path / "runs"), cache_dir=str(tmp_path / "c"), demo="off"))
+    store.reload_runs()
+    svc = LearnService(store)
+    with pytest.raises(DataError, match="unknown method"):
+        svc.what_trains("<b>x</b>")
+    with pytest.raises(DataError, match="no method"):
+        svc.boundary("sq", "ln_tuning")
+    with pytest.raises(DataError, match="same row"):
+        svc.pair("sq", "ln_norm", 2, 2)

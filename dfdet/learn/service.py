@@ -56,6 +56,8 @@ class LearnService:
 
     # -- 1. what trains ----------------------------------------------------------------------------------------
     def what_trains(self, method: str, model: str = "ViT-L-14") -> tuple[object, str]:
+        if method not in METHODS:
+            raise DataError(f"unknown method {str(method)[:40]!r}; known: {', '.join(METHODS)}")
         spec = get_method(method)
         parts = stack_parts(method, model)
         total, every = sum(p.trained for p in parts), sum(p.params for p in parts)

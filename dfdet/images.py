@@ -10,10 +10,12 @@ import math
 import re
 import stat
 import struct
+import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .config import describe_os_error
 from .errors import DataError
@@ -124,6 +126,23 @@ def _shrink(im: Image.Image, max_side: int) -> Image.Image:
                      reducing_gap=3.0)
 
 
+_TRUNCATION_SWITCH = threading.Lock()
+
+
+@contextmanager
+def truncated_images(allowed: bool):
+    """PIL's LOAD_TRUNCATED_IMAGES is one process-wide switch. Training frames decode as far as they go, as in
+    the reference (src/dataset/deepfake.py:18); a user's image must be refused when cut short. Each decode
+    holds the switch it needs, so a demo build training in one thread never lets an upload through in another."""
+    with _TRUNCATION_SWITCH:
+        before = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = allowed
+        try:
+            yield
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = before
+
+
 def open_image(path: str | Path, max_side: int = 0) -> Image.Image:
     """Decode an image into RGB (first frame of animations), or raise DataError saying why.
 
@@ -133,7 +152,7 @@ def open_image(path: str | Path, max_side: int = 0) -> Image.Image:
     path = Path(path)
     check_image_file(path, max_side)
     try:
-        with Image.open(path) as im:
+        with truncated_images(False), Image.open(path) as im:
             im.seek(0)
             _draft(im, max_side)
             im = ImageOps.exif_transpose(im) if im.getexif().get(ORIENTATION, 1) != 1 else im

@@ -11,12 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageFile
+from PIL import Image
 
 from ..errors import DataError
-
-# A frame cut short on disk is decoded as far as it goes, as the reference does (src/dataset/deepfake.py:18).
-ImageFile.LOAD_TRUNCATED_IMAGES = True
+from ..images import truncated_images
 
 
 def reference_val_subset(df: pd.DataFrame, limit: int, seed: int = 42) -> pd.DataFrame:
@@ -52,11 +50,13 @@ class FaceDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         path = self.root / self.df["path"].iloc[i]
         try:
-            with Image.open(path) as im:
+            # A frame cut short on disk is decoded as far as it goes, as the reference does
+            # (src/dataset/deepfake.py:18); only here, never for a user's upload (dfdet.images).
+            with truncated_images(True), Image.open(path) as im:
                 image = im.convert("RGB")
-                if self.augment is not None:
-                    image = self.augment(image)
-                pixels = self.transform(image)
+            if self.augment is not None:
+                image = self.augment(image)
+            pixels = self.transform(image)
         except (OSError, ValueError) as err:
             raise DataError(f"cannot read image {path}: {err}") from None
         return pixels, self.labels[i], i

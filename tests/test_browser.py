@@ -159,12 +159,40 @@ def test_compare_example_upload_and_an_error_that_keeps_the_results(page, server
     shoot(page, server, "compare")
 
 
+def assert_tiles_fit(page, gallery: str) -> None:
+    """Every tile of a gallery is whole: no image reaches below its gallery's box (it was clipped at 60%)."""
+    got = page.evaluate("""(sel) => { const g = document.querySelector(sel + ' .grid-wrap').getBoundingClientRect();
+      return [...document.querySelectorAll(sel + ' .grid-wrap img')].map(i => g.bottom - i.getBoundingClientRect().bottom); }""",
+                        f"#{gallery}")
+    assert got and min(got) >= 0, (gallery, got)
+
+
+def test_on_a_phone_results_come_first_and_nothing_runs_off_the_screen(browser, server):
+    from playwright.sync_api import expect
+    ph = browser.new_page(viewport={"width": 390, "height": 844})
+    try:
+        ph.set_default_timeout(TIMEOUT)
+        ph.goto(server["url"])
+        expect(ph.locator("#status-line")).to_contain_text("DEMO MODE")
+        ph.locator("#cmp-examples").get_by_role("button", name=re.compile("Thumbnail 1 of")).click()
+        expect(ph.locator("#cmp-header")).to_contain_text("ground truth")
+        tops = ph.evaluate("() => ['#cmp-header', '#cmp-image'].map(s => document.querySelector(s)"
+                           ".getBoundingClientRect().top)")
+        assert tops[0] < tops[1]  # the results above the inputs
+        assert ph.evaluate("() => document.scrollingElement.scrollWidth") <= 391  # no sideways page
+        shoot(ph, server, "phone")
+    finally:
+        ph.close()
+
+
 def test_a_bad_upload_is_refused_inline_and_a_new_face_clears_the_old_maps(page, server, shared, tmp_path):
     """A text file renamed .png/.jpg and a video on the image input: the view's one-line refusal, the last good
     results kept, no toast, no Error badge, no server path; a new face clears the last face's saliency maps."""
     from playwright.sync_api import expect
     page.locator("#cmp-examples").get_by_role("button", name=re.compile("Thumbnail 1 of")).click()
     expect(page.locator("#cmp-header")).to_contain_text("ground truth")
+    expect(page.locator("#cmp-crops").get_by_role("button", name=re.compile("Thumbnail"))).to_have_count(1)
+    assert_tiles_fit(page, "cmp-crops")  # the scored crop is shown whole
     page.locator("#xp-panel").get_by_text("Why and how sure").click()
     page.locator("#xp-maps-btn").click()
     maps = page.locator("#xp-maps").get_by_role("button", name=re.compile("Thumbnail"))
@@ -303,6 +331,9 @@ def test_a_shared_link_opens_the_slerp_path_and_copy_link_makes_one(page, server
     expect(page.locator("#roc-plot")).to_contain_text("AUROC")
     page.get_by_role("tab", name="Hypersphere").click()
     assert {"SLERP path", "A / B"} <= set(plot_traces(page))
+    expect(page.locator("#sl-strip").get_by_role("button", name=re.compile("Thumbnail"))).to_have_count(3)
+    assert_tiles_fit(page, "sl-ends")
+    assert_tiles_fit(page, "sl-strip")
     page.locator("#copy-link").click()
     link = page.locator("#link-box textarea, #link-box input").first
     expect(link).to_have_value(re.compile(r"tab=hypersphere&run=demo&method=ln_norm&a=3&b=17"))

@@ -114,5 +114,21 @@ CSS = """
 #er-fp .caption-label, #er-fn .caption-label, #er-dis .caption-label {white-space: normal; overflow: visible;
   text-overflow: clip; font-size: 11px; line-height: 1.2;}
 #page-title h1 {margin-bottom: 0;}
+/* Tiles of a fixed size that fits the gallery's height (a lone crop otherwise fills the width and is clipped) */
+#cmp-crops .grid-container {grid-template-columns: repeat(auto-fill, 170px) !important;}
+#sl-ends .grid-container, #sl-strip .grid-container {grid-template-columns: repeat(auto-fill, 120px) !important;}
+#cmp-crops .thumbnail-item, #sl-ends .thumbnail-item, #sl-strip .thumbnail-item {aspect-ratio: 1 / 1;}
+#sl-ends .caption-label, #sl-strip .caption-label {white-space: normal; overflow: visible; text-overflow: clip;
+  font-size: 11px; line-height: 1.2;}
+/* A phone: the results come first (inputs below them), tables keep whole numbers and scroll sideways */
+@media (max-width: 640px) {
+  #cmp-layout {flex-direction: column-reverse; flex-wrap: nowrap;}
+  #cmp-layout > .column {width: 100% !important; min-width: 0 !important; max-width: 100%;}
+  #cmp-table .virtual-table-viewport, #roc-conf .virtual-table-viewport, #roc-metrics .virtual-table-viewport,
+  #cal-table .virtual-table-viewport {overflow-x: auto;}
+  #cmp-table table, #roc-conf table, #roc-metrics table, #cal-table table {min-width: 560px;}
+  #cmp-table td, #cmp-table td *, #roc-conf td *, #roc-metrics td *, #cal-table td * {word-break: keep-all;
+    overflow-wrap: normal;}
+}
 #link-note .link-note {padding: 4px 10px; border-radius: 6px; background: #fff8e1; color: #5d4200; font-size: 0.9em;}
 """

@@ -52,7 +52,7 @@ def build(ctx: Ctx) -> gr.Tab:
     rows = example_rows(s)
     with gr.Tab("Compare", id="compare") as tab:
         how_to_read(HOW)
-        with gr.Row():
+        with gr.Row(elem_id="cmp-layout"):
             with gr.Column(scale=1, min_width=320):
                 image_in = gr.Image(label=f"Photo or face crop ({', '.join(IMAGE_EXTS)}; up to {MAX_UPLOAD_MB} MB)",
                                     type="filepath", image_mode=None, sources=["upload", "clipboard"], height=240,

@@ -96,7 +96,9 @@ def build(ctx: Ctx) -> gr.Tab:
                  api_name="_err_method_thr", **PRIVATE)
     inputs = [run, method, dataset, threshold, dedup, with_maps]
     outputs = [fp, fn, dis, rows, note]
-    run.change(on_run, [run, method, dataset], [method, dataset], api_name="_err_run", **PRIVATE)
+    # no method yet: the run list's own update sets it (a page load), and a reply here could land after a link's
+    run.change(lambda r, m, d: on_run(r, m, d) if m else (gr.skip(), gr.skip()), [run, method, dataset],
+               [method, dataset], api_name="_err_run", **PRIVATE)
     def follow(run_name):
         """The run's lists as the page loads, and the slider at its first method's validation threshold, so the
         first view is at the method's own threshold, not at the 0.5 of a page built before the run existed."""

@@ -110,7 +110,8 @@ def build(ctx: Ctx) -> gr.Tab:
         return gr.Dropdown(choices=methods, value=default_method(methods))
 
     sphere_in = [run, method, color, dims]
-    run.change(on_run, [run, method], method, api_name="_hs_run", **PRIVATE)
+    # no method yet: the run list's own update sets it (a page load), and a reply here could land after a link's
+    run.change(lambda r, m: on_run(r, m) if m else gr.skip(), [run, method], method, api_name="_hs_run", **PRIVATE)
     ctx.run_followers.append((on_run, [method]))
     show.click(cold_note, [run, method, dims], status, api_name="_hs_cold", **PRIVATE, show_progress="hidden").then(
         for_visitor(figure, 1), [*sphere_in, level], [plot, status], api_name="_ui_hs", **PRIVATE)

@@ -269,3 +269,20 @@ def test_service_refuses_unknown_names_with_one_line(tmp_path):
         svc.boundary("sq", "ln_tuning")
     with pytest.raises(DataError, match="same row"):
         svc.pair("sq", "ln_norm", 2, 2)
+
+
+def test_same_faces_compares_ln_with_ln_norm(tmp_path):
+    from dfdet.learn.service import LearnService
+    from dfdet.viz.store import AppConfig, Store
+    folder = tmp_path / "runs" / "two"
+    z = np.eye(4)
+    preds = pd.DataFrame({"path": [f"{i}.png" for i in range(4)], "dataset": "A", "source": "s",
+                          "video": [f"v{i}" for i in range(4)], "label": [0, 0, 1, 1], "split": "test",
+                          "p_fake__ln_tuning": [0.1, 0.2, 0.7, 0.9], "p_fake__ln_norm": [0.4, 0.6, 0.7, 0.8]})
+    write_run(folder, {}, preds, [], [], {"ln_tuning": (z, np.array([1.0, 2.0, 3.0, 4.0])),
+                                          "ln_norm": (z, np.ones(4))})
+    store = Store(AppConfig(runs=str(tmp_path / "runs"), cache_dir=str(tmp_path / "c"), demo="off"))
+    store.reload_runs()
+    text = LearnService(store).same_faces("two")
+    assert "same verdict for 75.0%" in text  # row 1: 0.2 vs 0.6
+    assert "rank correlation +1.00" in text  # p_fake rises with ‖z‖ exactly

@@ -159,7 +159,7 @@ def build(ctx: Ctx) -> gr.Tab:
         nf = svc.norms(run_name, method_name)
         bf, bt = svc.boundary(run_name, method_name, r)
         sf, why = svc.sweep(run_name, r if r not in (None, "") else 0)
-        return nf, bf, bt, sf
+        return nf, bf, bt + ("\n\n" + why if why else ""), sf
 
     def pair(run_name, method_name, ra, rb, tt):
         return svc.pair(run_name, method_name, ra, rb, tt if tt is not None else 0.5)

@@ -168,7 +168,21 @@ class LearnService:
         for m, (h, zu, n) in heads.items():
             s = sphere.norm_sweep(zu, n, {m: h})
             out["scales"], out[m] = s["scales"], s[m]
-        return figures.sweep_figure(out, labels, self.demo(run)), md_escape("; ".join(whys))
+        return figures.sweep_figure(out, labels, self.demo(run)), md_escape("; ".join([*whys, self.same_faces(run_name)]))
+
+    def same_faces(self, run_name: str) -> str:
+        """LN vs LN + Norm on the run's own faces: how often their verdicts agree, and how much LN-tuning's
+        p_fake follows ‖z_cls‖ (rank correlation); empty when the run lacks either method."""
+        run = self._run(run_name)
+        if not {"ln_tuning", "ln_norm"} <= set(run.methods):
+            return ""
+        p = run.predictions
+        a, b = p[PRED_PREFIX + "ln_tuning"].to_numpy(), p[PRED_PREFIX + "ln_norm"].to_numpy()
+        _, norm = self.store.embeddings(run_name, "ln_tuning")
+        rho = pd.Series(norm).rank().corr(pd.Series(a).rank())
+        return (f"On this run's {len(p)} faces, LN-tuning and LN + Norm give the same verdict for "
+                f"{100 * np.mean((a >= 0.5) == (b >= 0.5)):.1f}%; LN-tuning's p_fake follows its ‖z_cls‖ with "
+                f"rank correlation {rho:+.2f}")
 
     # -- 3. SLERP against LERP ---------------------------------------------------------------------------------
     def pair(self, run_name: str, method: str, a, b, t: float = 0.5) -> tuple[object, object, object, str]:

@@ -100,3 +100,17 @@ def test_a_write_that_fails_inside_torch_or_safetensors_is_one_line(scored, monk
     r = run_cli(["predict", str(face), "--checkpoints", str(ck), "--csv", str(tmp_path / "t.csv"), *TINY_ARGS])
     assert r.rc == 1 and not r.crashed and "Traceback" not in r.text, r.crashed[-800:]
     assert len(error_lines(r)) == 1 and "Finished outputs were kept" in r.err, r.err
+
+
+@pytest.mark.parametrize("out", ["/dev/full/crops", "/proc/crops"])
+def test_preprocess_into_an_output_that_cannot_be_written_is_one_line(shared, tmp_path, out):
+    import shutil
+
+    from test_reliability_helpers import run_cli
+    src = tmp_path / "in" / "DS" / "real"
+    src.mkdir(parents=True)
+    shutil.copy(sorted((shared / "datasets" / "FF" / "real").glob("*/*.png"))[0], src / "a.png")
+    r = run_cli(["preprocess", str(tmp_path / "in"), "-o", out, "--workers", "1", "--no-progress"])
+    assert r.rc == 1 and not r.crashed and "Traceback" not in r.text, r.crashed[-800:]
+    assert error_lines(r) and error_lines(r)[0].startswith("dfdet preprocess: error: ") and out in r.err, r.err
+    assert (src / "a.png").is_file()

@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from dfdet.errors import DfdetError
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the ui package beside app.py
 
@@ -100,6 +102,10 @@ def test_demo_is_built_once_with_named_steps_whoever_asks(tmp_path, tiny_cfg, mo
         threading.Event().wait(0.05)
     line = s.startup.status_line()
     assert "Building demo mode" in line and "step 1 of 6: index the sample faces" in line and "s left" in line
+    assert not s.store.runs and "already work" not in line and "open with the demo run when it is built" in line
+    with pytest.raises(DfdetError) as refusal:  # Compare meanwhile: what is happening, not a weights download
+        s.store.require_bank()
+    assert "demo mode is being built" in str(refusal.value) and "ViT-L-14" not in str(refusal.value)
     seen += [s.startup.request_demo() for _ in range(3)]  # three visitors press the button
     assert all(m.startswith("Demo mode is being built") for m in seen)
     gate.set()

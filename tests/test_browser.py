@@ -135,7 +135,8 @@ def test_compare_example_upload_and_an_error_that_keeps_the_results(page, server
     if UPDATE:  # the example video (~20 s on a loaded 2-core machine): when the README's pictures are made
         t0 = time.perf_counter()  # per-frame scores stream in, then the whole video's note
         page.locator("#cmp-example-video").click()
-        expect(page.locator("#cmp-header")).to_contain_text("example video (a deepfake) 519_515.mp4")
+        expect(page.locator("#cmp-header")).to_contain_text("example video 519_515.mp4")
+        expect(page.locator("#cmp-header")).to_contain_text("ground truth: fake")  # as the button says
         expect(page.locator("#cmp-note")).to_contain_text(re.compile(r"(\d+) of \1 sampled frames had a face"))
         timed("example video scored (click -> all sampled frames)", t0)
         expect(page.locator("#cmp-row input")).to_have_value("")  # the example face's row is cleared with it
@@ -481,6 +482,7 @@ def test_why_and_how_sure_every_explain_control(page, server):
     page.get_by_role("radio", name="attention rollout").check()  # the kind selector
     page.locator("#xp-maps-btn").click()
     expect(page.locator("#xp-note")).to_contain_text("attention rollout (class-agnostic: ignores the head) for row")
+    expect(page.locator("#xp-note")).not_to_contain_text("own fake decision")  # it ignores the head: says so
     expect(curves).to_contain_text("Is the rollout map evidence?")
     # the robustness probe: p_fake per perturbation per method; a flipped verdict is flagged unstable
     t0 = time.perf_counter()

@@ -66,7 +66,7 @@ def build(ctx: Ctx) -> gr.Tab:
                 video_example = shared_file(*EXAMPLE_VIDEO)
                 # A button, not gr.Examples: the server scores its own file by name, and no copy of it is
                 # put in the upload cache (where it would outlive the server).
-                example_video_btn = gr.Button("Try the example video (FaceForensics++, a deepfake)", size="sm",
+                example_video_btn = gr.Button("Try the example video (FaceForensics++ Deepfakes: fake)", size="sm",
                                               visible=video_example is not None, elem_id="cmp-example-video")
                 gr.Markdown("**Example faces** (click one to score it)")
                 # Filled at page load, not at build: files made at build time would outlive the server's cache.
@@ -157,9 +157,9 @@ def build(ctx: Ctx) -> gr.Tab:
     ui_image = for_visitor(lambda p: shown(score_image(uploaded(p)), gr.skip(), None), len(ui_out) + 2)
     stream_video = on_gpu(s.compare.video_stream)  # per-frame scores as they come (dfdet.video_stream)
 
-    def video_updates(path, what="uploaded video"):
+    def video_updates(path, what="uploaded video", truth=None):
         """The row is cleared too: "Why and how sure" must not explain an earlier face under a video's results."""
-        for res in stream_video(path, what):
+        for res in stream_video(path, what, truth):
             yield *shown(res, None, gr.skip() if what == "uploaded video" else None), None
     ui_video = for_visitor_stream(video_updates, len(ui_out) + 3)
     ui_sample = for_visitor(lambda src, r: shown(score_sample(src or SAMPLES, r), None, None), len(ui_out) + 2)
@@ -190,7 +190,8 @@ def build(ctx: Ctx) -> gr.Tab:
     row_btn.click(ui_sample, [face_src, face_row], visitor_out, api_name="_ui_sample", **PRIVATE, **MODEL_KW)
     examples.select(ui_example, None, [*visitor_out[:-1], face_src, face_row, status], api_name="_ui_example",
                     **PRIVATE, **MODEL_KW)
-    ui_example_video = for_visitor_stream(lambda: video_updates(video_example, "example video (a deepfake)"),
+    # the example is a FaceForensics++ Deepfakes video (EXAMPLE_VIDEO): its ground truth is known, and said
+    ui_example_video = for_visitor_stream(lambda: video_updates(video_example, "example video", "fake"),
                                           len(ui_out) + 3)
     example_video_btn.click(ui_example_video, None, video_out, api_name="_ui_example_video",
                             **PRIVATE, **MODEL_KW)

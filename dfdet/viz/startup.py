@@ -193,7 +193,8 @@ class Startup:
         from ..demo import ensure_demo
         from ..inference import DetectorBank
         weights_msg = self.store.status.message
-        self.store.status = ModelStatus("loading", "building demo mode")
+        self.store.status = ModelStatus("loading", "demo mode is being built (no CLIP weights here: a tiny "
+                                                   "random-weight backbone; scores will be meaningless)")
 
         def progress(step: int, steps: int, name: str, eta: float) -> None:
             self.demo.step, self.demo.steps, self.demo.name = step, steps, name
@@ -233,11 +234,11 @@ class Startup:
         """One line, always on top: live, demo, building, or what is missing. HTML-escaped."""
         s = self.store.status
         if self.demo.state == "building":
-            return (f"<span class='badge building'>⏳ Building demo mode</span> {md_escape(self.demo_line())}. "
-                    "Run views already work.")
+            return f"<span class='badge building'>⏳ Building demo mode</span> {md_escape(self.demo_line())}. " \
+                + self.run_views_line()
         if s.mode == "loading":
-            return (f"<span class='badge building'>⏳ Loading models</span> {md_escape(s.message)}. "
-                    "The run views already work.")
+            return f"<span class='badge building'>⏳ Loading models</span> {md_escape(s.message)}. " \
+                + self.run_views_line()
         if s.mode == "live":
             bank = self.store.bank
             n = len(bank.ready) if bank else 0
@@ -248,6 +249,14 @@ class Startup:
                     "backbone, so the views can be explored.")
         return ("<span class='badge none'>No CLIP weights</span> Compare needs them; the run views work. "
                 "See “Details”.")
+
+    def run_views_line(self) -> str:
+        """Only true words: the run views work when there is a run to show."""
+        if self.store.runs:
+            return "The run views already work."
+        if self.demo.state == "building":
+            return "The run views open with the demo run when it is built."
+        return "The run views need a run (none yet)."
 
     def details(self) -> str:
         """The long form behind the status line (collapsed): what is loaded, missing, skipped. Markdown."""

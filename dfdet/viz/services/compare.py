@@ -52,7 +52,7 @@ class CompareService:
             pass
         return res
 
-    def video_stream(self, path: str | Path | None, what: str = "uploaded video"):
+    def video_stream(self, path: str | Path | None, what: str = "uploaded video", truth: str | None = None):
         """video() as it goes: a result after the first scored face, then after each chunk of faces
         (dfdet.video_stream: decoding and face detection run beside the forward; the lock only per forward)."""
         from ...video_stream import stream_video_scores
@@ -69,8 +69,8 @@ class CompareService:
                         "far (the table shows the mean over those)")
                 count = f"{len(part.faces)} of {part.planned} frames so far"
             pred = compare.video_prediction(bank, part.faces, part.times, note, probs=part.scores)
-            yield CompareResult(pred, f"**Results for:** {what} `{md_escape(Path(path).name)}`, "
-                                      f"{count} (ground truth unknown)")
+            known = f" · **ground truth: {truth}**" if truth else " (ground truth unknown)"
+            yield CompareResult(pred, f"**Results for:** {what} `{md_escape(Path(path).name)}`, {count}{known}")
 
     def sample(self, source: str, row) -> CompareResult:
         """A face crop from a manifest or run (already aligned by the data pipeline): score it as is."""

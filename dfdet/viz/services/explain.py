@@ -82,8 +82,10 @@ class ExplainService:
         if not e.maps:
             raise DataError("no method here has a saliency map (they need a LayerNorm-family checkpoint)")
         pair = tuple(d for d in diff if d)
-        note = [f"**{KINDS[kind]}** for {what}. Each map explains that method's own *fake* decision "
-                "(bright = more evidence); the curves beside it say whether the map is evidence: "
+        what_map = ("Each map shows where that method's encoder attends, whatever the head decides (bright = more "
+                    "attention), not its *fake* decision" if kind == "rollout" else
+                    "Each map explains that method's own *fake* decision (bright = more evidence)")
+        note = [f"**{KINDS[kind]}** for {what}. {what_map}; the curves beside it say whether the map is evidence: "
                 "deleting its top patches first should lower p(fake) faster than random order."]
         if e.skipped:
             note.append("No map for: " + ", ".join(md_escape(bank.entries[n].label) for n in e.skipped) + ".")

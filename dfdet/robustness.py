@@ -20,7 +20,6 @@ from PIL import Image, ImageFilter
 from .calibration import DEFAULT_THRESHOLD, Calibration
 
 DEMO_NOTE = "DEMO: random-weight backbone, scores are meaningless"
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f")
 
 
 @dataclass(frozen=True)
@@ -155,9 +154,13 @@ def probe_figure(table: pd.DataFrame, labels: dict[str, str] | None = None, demo
     fig = go.Figure()
     order = ["original"] + [p.name for p in PERTURBATIONS]
     flags = unstable(table)
-    for k, (n, g) in enumerate(table.groupby("method", sort=False)):
-        g = g.set_index("perturbation").reindex(order)
-        color = PALETTE[k % len(PALETTE)]
+    from .viz.style import label_color, label_order
+    groups = dict(list(table.groupby("method", sort=False)))
+    by_label = {labels.get(n, n): n for n in groups}
+    for lab in label_order(by_label):  # the one order and colour per method of every view
+        n = by_label[lab]
+        g = groups[n].set_index("perturbation").reindex(order)
+        color = label_color(lab)
         name = labels.get(n, n) + (" (unstable)" if any(v for (f, m), v in flags.items() if m == n) else "")
         fig.add_trace(go.Scatter(x=order, y=g["p_fake"].round(4).tolist(), mode="lines+markers", name=name,
                                  line=dict(color=color),

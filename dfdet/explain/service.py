@@ -77,9 +77,11 @@ def curves_figure(expl: FaceExplanation):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
     fig = make_subplots(rows=1, cols=2, subplot_titles=("deletion (lower = faithful)", "insertion (higher = faithful)"))
-    palette = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
-    for k, (n, c) in enumerate(expl.curves.items()):
-        color, label = palette[k % len(palette)], expl.labels.get(n, n)
+    from ..viz.style import label_color, label_order
+    by_label = {expl.labels.get(n, n): n for n in expl.curves}
+    for label in label_order(by_label):  # the one order and colour per method of every view
+        n = by_label[label]
+        c, color = expl.curves[n], label_color(label)
         for col, key in ((1, "deletion"), (2, "insertion")):
             fig.add_trace(go.Scatter(x=c["fractions"], y=c[key], mode="lines", line=dict(color=color),
                                      name=f"{label} (AUC {c['auc'][key]:.3f})", legendgroup=n,
@@ -102,13 +104,16 @@ def reliability_figure(roc_records: list[dict], dataset: str, level: str = "fram
     import plotly.graph_objects as go
     fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="#999", dash="dot"),
                                name="perfect calibration"))
-    for r in roc_records:
+    from ..viz.style import label_color, label_order
+    rank = {lab: i for i, lab in enumerate(label_order({str(r.get("method")) for r in roc_records}))}
+    for r in sorted(roc_records, key=lambda r: rank[str(r.get("method"))]):  # registry order, method colours
         rel = r.get("reliability")
         if r.get("dataset") != dataset or r.get("level") != level or not rel:
             continue
         pts = [(x, y, c) for x, y, c in zip(rel["mean_p"], rel["frac_fake"], rel["count"]) if c]
         fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
                                  marker=dict(size=[4 + 2 * np.sqrt(p[2]) for p in pts]),
+                                 line=dict(color=label_color(str(r["method"]))),
                                  name=f"{r['method']} (ECE {rel['ece']:.3f})",
                                  hovertemplate="mean p_fake %{x:.3f}<br>share fake %{y:.3f}<extra></extra>"))
     title = f"Reliability on {dataset} ({level} level)"

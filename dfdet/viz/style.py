@@ -38,3 +38,15 @@ def label_colors() -> dict[str, str]:
 
 def dataset_dash(datasets: list[str], dataset: str) -> str:
     return DATASET_DASHES[sorted(datasets).index(dataset) % len(DATASET_DASHES)] if dataset in datasets else "solid"
+
+
+def label_color(label: str) -> str:
+    """A method's colour by its label (for figures that only know labels); unknown labels share the last colour."""
+    return label_colors().get(label, METHOD_PALETTE[-1])
+
+
+def label_order(labels: Iterable[str]) -> list[str]:
+    """Labels in the registry's order (unknown ones last, by name)."""
+    from ..methods import METHODS
+    rank = {spec.label: i for i, spec in enumerate(METHODS.values())}
+    return sorted(labels, key=lambda lab: (rank.get(lab, len(rank)), lab))

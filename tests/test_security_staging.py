@@ -154,3 +154,12 @@ def test_a_run_never_replaces_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(DataError, match="holds files that are not a dfdet run"):
         check_run_target(tmp_path / "mine")
     check_run_target(make_synthetic_run(tmp_path / "runs" / "ff"))  # an earlier run: fine
+
+
+def test_a_run_moved_aside_by_a_killed_swap_is_back_at_the_next_start(tmp_path, tiny_cfg):
+    from dfdet.viz.session import AppConfig, Session
+    runs = tmp_path / "runs"
+    make_synthetic_run(runs / ".ff.replaced")  # a kill between the two renames of a re-evaluation's swap
+    s = Session(AppConfig(runs=str(runs), checkpoints=str(tmp_path / "none"), backbone=tiny_cfg,
+                          cache_dir=str(tmp_path / "cache"), demo="off"), load_models=False)
+    assert list(s.runs) == ["ff"] and sorted(p.name for p in runs.iterdir()) == ["ff"]

@@ -48,3 +48,16 @@ def test_faithfulness_robustness_and_reliability_plots_use_the_registry_order_an
     table = pd.DataFrame([{"face": 0, "method": n, "perturbation": p, "p_fake": 0.3, "threshold": 0.5,
                            "flipped": False} for n in names for p in ("original", "jpeg90")])
     check(probe_figure(table, labels).data)
+
+
+def test_readme_says_what_the_default_runtime_costs_and_that_the_fast_figure_is_opt_in():
+    """The README and bench/RESULTS.md quote the default (torch-fp32) cost in forwards from its results file."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    rows = [r.split("|") for r in (root / "bench" / "results_cpu_runtimes.md").read_text().splitlines()
+            if r.startswith("| torch-fp32 |")]
+    default = rows[0][4].strip()  # the "vs 1 fwd" column
+    readme, results = (root / "README.md").read_text(), (root / "bench" / "RESULTS.md").read_text()
+    assert f"The default runtime, `torch-fp32`, runs the four methods on one face in {default}x" in readme
+    assert "`onnx-int8`, which is opt-in" in readme and "up to 0.025" in readme
+    assert f"default `torch-fp32`: **{default}x** (not met)" in results

@@ -329,3 +329,21 @@ def test_models_loading_in_the_background_are_reported_not_crashed(tmp_path, tin
     assert s.status.mode == "demo"  # random weights: labelled as demo
     assert all(e.status == "missing" and "dfdet train" in e.message for e in s.bank.entries.values())
     assert "not trained yet" in s.banner() and "&lt;your manifest&gt;" in s.banner()
+
+
+def test_a_photo_without_a_face_scores_nothing_unless_asked_to_score_it_as_a_crop(env):
+    """A landscape with no face: the visitor reads "no face found" and gets no verdicts, unless they tick
+    "score the whole image as a face crop"; no detector the UI does not offer is suggested."""
+    from PIL import Image
+
+    from dfdet.errors import DataError
+    x = np.linspace(0, 255, 640, dtype=np.uint8)
+    path = env["tmp"] / "landscape.png"
+    Image.fromarray(np.stack([np.tile(x, (360, 1))] * 3, axis=-1)).save(path)
+    compare = env["session"].compare
+    with pytest.raises(DataError) as err:
+        compare.image(str(path), as_crop=False)
+    assert "no face found, so nothing was scored" in str(err.value) and "cnn" not in str(err.value)
+    asked = compare.image(str(path), as_crop=True)
+    assert asked.prediction.table["p_fake"].notna().all() and "scored the whole image as a face crop, as asked" \
+        in asked.prediction.message and "cnn" not in asked.prediction.message

@@ -59,6 +59,8 @@ def build(ctx: Ctx) -> gr.Tab:
                                     elem_id="cmp-image")
                 guard_image_upload(image_in)
                 refused = gr.Textbox(visible="hidden", elem_id="cmp-refuse")  # a non-image the browser held back
+                as_crop = gr.Checkbox(False, label="No face found? Score the whole image as a face crop",
+                                      elem_id="cmp-as-crop")
                 image_btn = gr.Button("Analyse photo", variant="primary", elem_id="cmp-image-btn")
                 video_in = gr.Video(label=f"Short video ({', '.join(VIDEO_EXTS)})", sources=["upload"], height=180,
                                     elem_id="cmp-video")
@@ -154,7 +156,8 @@ def build(ctx: Ctx) -> gr.Tab:
         """A new face's results; the saliency maps and probe of the last face are cleared with them."""
         return (res.header, res.original, *outputs(res, visitor=True), *xp_empty, clear_image, clear_video)
 
-    ui_image = for_visitor(lambda p: shown(score_image(uploaded(p)), gr.skip(), None), len(ui_out) + 2)
+    ui_image = for_visitor(lambda p, crop: shown(score_image(uploaded(p), bool(crop)), gr.skip(), None),
+                           len(ui_out) + 2)
     stream_video = on_gpu(s.compare.video_stream)  # per-frame scores as they come (dfdet.video_stream)
 
     def video_updates(path, what="uploaded video", truth=None):
@@ -184,8 +187,8 @@ def build(ctx: Ctx) -> gr.Tab:
 
     refused.change(for_visitor(refuse, 0), refused, status, api_name="_cmp_refused", **PRIVATE,
                    show_progress="hidden")
-    image_btn.click(ui_image, image_in, visitor_out, api_name="_ui_image", **PRIVATE, **MODEL_KW)
-    image_in.upload(ui_image, image_in, visitor_out, api_name="_on_upload", **PRIVATE, **MODEL_KW)
+    image_btn.click(ui_image, [image_in, as_crop], visitor_out, api_name="_ui_image", **PRIVATE, **MODEL_KW)
+    image_in.upload(ui_image, [image_in, as_crop], visitor_out, api_name="_on_upload", **PRIVATE, **MODEL_KW)
     video_btn.click(ui_video, video_in, video_out, api_name="_ui_video", **PRIVATE, **MODEL_KW)
     row_btn.click(ui_sample, [face_src, face_row], visitor_out, api_name="_ui_sample", **PRIVATE, **MODEL_KW)
     examples.select(ui_example, None, [*visitor_out[:-1], face_src, face_row, status], api_name="_ui_example",

@@ -29,15 +29,21 @@ class CompareService:
     def __init__(self, store: Store):
         self.store = store
 
-    def image(self, path: str | Path | None) -> CompareResult:
-        """An uploaded photo: detect and align the largest face, then score it with every method."""
+    def image(self, path: str | Path | None, as_crop: bool | None = None) -> CompareResult:
+        """An uploaded photo: detect and align the largest face, then score it with every method. With no face
+        found, nothing is scored unless `as_crop` (the visitor asked to score the image as a face crop); None
+        (the API) keeps its documented answer: the whole image, said so in the note."""
         bank = self.store.require_bank()
         path = check_upload(path, "image")
         image = open_image(path, max_side=UPLOAD_MAX_SIDE)  # a big photo is decoded at what detection needs
         res = self.store.align(image)
+        if res.crop is None and as_crop is False:
+            raise DataError(f"{Path(path).name}: no face found, so nothing was scored. If it is a face crop (a face "
+                            "filling the image), tick “No face found? Score the whole image as a face crop”")
         if res.crop is None:
             face = image
-            note = f"{res.message}. Scored the whole image as given (fine for an already-cropped face)."
+            note = ("no face found; scored the whole image as a face crop, as asked" if as_crop else
+                    "no face found; scored the whole image as given (fine for an already-cropped face)")
         else:
             face, note = res.crop, res.message or "one face found and aligned"
         with self.store.model_lock:

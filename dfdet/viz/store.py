@@ -248,6 +248,8 @@ class Store:
             return self._proj[key]
         run = self.run(run_name)
         found = projection.load(run.folder, method, dims)
+        if found is not None and len(found.coords) != len(run.predictions):
+            found = None  # written for another predictions.csv: never shown against these rows
         if found is None:
             n = len(run.predictions)
             if n > projection.APP_FIT_MAX:

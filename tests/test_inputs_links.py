@@ -61,3 +61,9 @@ def test_the_page_escapes_a_links_note():
     html = link_note(["link: ignored level '<img src=x>'"])
     assert "<img" not in html and "&lt;img src=x&gt;" in html
     assert link_note([]) == ""
+
+
+def test_a_learn_link_opens_its_tab_and_leaves_its_parameters_to_the_learn_view(store):
+    link = read_link({"tab": "learn", "run": "demo", "a": "3", "t": "0.4"}, store,
+                     {"compare": ("row",), "learn": ()})
+    assert link.tab == "learn" and link.notes == []  # no "ignored tab" / "ignored 'a'" from the page's reader

@@ -13,7 +13,7 @@ from typing import Mapping
 
 from .store import COLOR_BY, Store
 
-TABS = ("compare", "hypersphere", "roc", "errors", "about")
+TABS = ("compare", "hypersphere", "roc", "errors", "learn", "about")
 LEVELS = ("frame", "video")
 DIMS = ("2-D", "3-D")
 # the parameters each tab reads from a link (anything else is ignored with a note)
@@ -21,6 +21,7 @@ TAB_KEYS = {"compare": ("row",), "hypersphere": ("run", "method", "a", "b", "dim
             "roc": ("run", "methods", "datasets", "level", "threshold"),
             "errors": ("run", "method", "dataset", "threshold"), "about": ()}
 ECHO = 40  # characters of a bad value quoted back in a note
+OWN_READER = ("learn",)  # tabs whose view reads and checks its own link parameters
 
 
 @dataclass
@@ -50,6 +51,8 @@ def read_link(query: Mapping[str, str], store: Store, tabs: Mapping[str, tuple] 
         link.notes.append(f"link: ignored tab {quoted(tab)} (tabs: {', '.join(tabs)})")
         return link
     link.tab = tab
+    if tab in OWN_READER:
+        return link  # that view checks its own parameters (dfdet.learn.link) and notes the bad ones itself
     keys = tuple(k for k in tabs[tab] if k == "run" or k in CHECKS)
     for k in q:
         if k not in keys:

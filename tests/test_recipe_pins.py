@@ -414,3 +414,18 @@ def test_thesis_runs_in_fp32_with_its_example_schedule_unless_asked():
     assert c.precision == "fp32"  # options.py:25 --mixed_precision '32'
     assert c.scheduler is True  # example_scripts/example_finetune.sh:32 --use_scheduler
     assert (c.betas, c.eps, c.weight_decay) == ((0.9, 0.98), 1e-6, 0.2)
+
+
+def test_thesis_without_its_scheduler_trains_at_a_constant_rate(dfdc_manifest, tmp_path):
+    """lightning_model.py:127-128: no --use_scheduler, the bare optimiser, so every step runs at lr."""
+    from test_text_train import tiny_train_cfg
+
+    from dfdet.text.train import train_textguided
+    lrs: list = []
+    handle = optimizer_hooks.register_optimizer_step_pre_hook(
+        lambda opt, a, k: lrs.append(opt.param_groups[0]["lr"]) if type(opt) is torch.optim.AdamW else None)
+    try:
+        train_textguided(tiny_train_cfg(dfdc_manifest, tmp_path / "flat", scheduler=False, epochs=1, batch_size=2))
+    finally:
+        handle.remove()
+    assert len(lrs) > 1 and lrs == [3e-4] * len(lrs)  # with the scheduler, step 0 would be min_lr (warm-up)

@@ -78,7 +78,8 @@ def open_npy_member(path: Path, member: str):
             return None
         shape, fortran, dtype = read(f)  # a plain header parse: nothing is unpickled
         if dtype.hasobject:
-            raise DfdetError(f"{path} holds an object array: refused (never unpickled)")
+            raise DfdetError(f"{path} is not a dfdet embeddings file (arrays z and norm of numbers): it holds an "
+                             "object array, refused (never unpickled)")
         offset = f.tell()
     return np.memmap(path, dtype=dtype, mode="r", shape=shape, order="F" if fortran else "C", offset=offset)
 

@@ -43,7 +43,7 @@ def test_plan_indices():
     idx, msg = plan_indices(10_000, 5, max_frames=1000)
     assert idx == [0, 250, 500, 749, 999] and "only the first 1000" in msg
     assert plan_indices(0, 4) == ([], "the video has no frames")
-    for bad in ({"n_frames": 0}, {"every": 0}, {"max_frames": 0}):
+    for bad in ({"n_frames": 0}, {"every": 0}, {"max_frames": -1}):
         with pytest.raises(DataError):
             plan_indices(10, **{"n_frames": 4, **bad})
 
@@ -108,3 +108,19 @@ def test_video_without_faces_reports_each_frame(tmp_path):
     assert len(r.frames) == 4 and r.n_with_face == 0
     assert "no face in 4 of 4 sampled frames" in r.message
     assert all("no face found" in f.faces.message for f in r.frames)
+
+
+def test_the_dfb_profile_spaces_its_frames_over_the_whole_video_as_deepfakebench():
+    """DeepfakeBench: np.linspace(0, CAP_PROP_FRAME_COUNT - 1, 32, dtype=int) (preprocessing/preprocess.py:273-278),
+    however long the video; the fast profile (and the dashboard) keep a cap on decoding."""
+    from dfdet.data.preprocess import profile_config
+    dfb = profile_config("dfb")
+    idx, msg = plan_indices(100_000, dfb.n_frames, max_frames=dfb.max_frames, rule=dfb.index_rule)
+    assert idx == np.linspace(0, 100_000 - 1, 32, dtype=int).tolist() and msg == ""
+    fast = profile_config("fast")
+    assert fast.max_frames == 3600 and max(plan_indices(100_000, 32, max_frames=fast.max_frames)[0]) == 3599
+
+
+def test_a_whole_video_probe_counts_every_packet(counter_video):
+    assert probe(counter_video, max_frames=0).n_frames == 40
+    assert sample_frames(counter_video, n_frames=4, max_frames=0, fast=False).indices == [0, 13, 26, 39]

@@ -24,8 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("frames")
     g.add_argument("--frames", type=int, default=DEFAULT_N_FRAMES, help="frames per video, evenly spaced")
     g.add_argument("--every", type=int, default=None, help="take every k-th frame instead of --frames")
-    g.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES,
-                   help="read at most this many frames of a video (longer ones are capped, and reported)")
+    g.add_argument("--max-frames", type=int, default=None,
+                   help="sample among at most this many first frames of a video (longer ones are capped, and "
+                        f"reported); 0 = the whole video. Default: dfb 0 (DeepfakeBench's), fast {DEFAULT_MAX_FRAMES}")
     g.add_argument("--exact", action="store_true", default=None,
                    help="decode every frame so sampled indices are exact (the fast profile decodes only reference "
                         "frames for sparse samples, about 2x faster, indices may move by 1-2)")
@@ -54,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
     given = {"size": args.size, "scale": args.scale, "detector": args.detector, "upsample": args.upsample,
              "detect_max_side": args.detect_max_side, "all_faces": args.all_faces, "keypoints": args.keypoints,
              "fast": False if args.exact else None}
-    cfg = profile_config(args.profile, n_frames=args.frames, every=args.every, max_frames=args.max_frames,
+    if args.max_frames is not None:
+        given["max_frames"] = args.max_frames
+    cfg = profile_config(args.profile, n_frames=args.frames, every=args.every,
                          ext=args.ext, workers=args.workers, prefix=args.prefix,
                          **{k: v for k, v in given.items() if v is not None})
     report = preprocess(args.input, args.out, cfg, progress=not args.no_progress)

@@ -31,12 +31,13 @@ CROP_EXTS = ("png", "jpg")
 # Named settings. "dfb" reproduces DeepfakeBench's preprocessing, which made the crops the paper
 # trained on (SCLBD/DeepfakeBench preprocessing/preprocess.py): 256 px crops, HOG with one upsampling
 # pass on the full frame, dlib's box unclipped, a second detection on the aligned crop, frame indices
-# np.linspace(..., dtype=int), every frame decoded. "fast" is dfdet's quicker earlier default.
+# np.linspace(..., dtype=int) over the whole video, every frame decoded. "fast" is dfdet's quicker earlier
+# default, which samples within the first DEFAULT_MAX_FRAMES frames (a bound on decoding time).
 PROFILES: dict[str, dict] = {
-    "dfb": {"fast": False, "index_rule": "truncate",
+    "dfb": {"fast": False, "index_rule": "truncate", "max_frames": 0,
             "align": {"size": 256, "upsample": 1, "retry_upsample": False, "detect_max_side": 0,
                       "detect_color": True, "clip_boxes": False, "redetect": True}},
-    "fast": {"fast": True, "index_rule": "round",
+    "fast": {"fast": True, "index_rule": "round", "max_frames": DEFAULT_MAX_FRAMES,
              "align": {"size": 224, "upsample": 0, "retry_upsample": True, "detect_max_side": 640,
                        "detect_color": False, "clip_boxes": True, "redetect": False}},
 }
@@ -50,7 +51,7 @@ def _dfb_align() -> AlignConfig:
 class PreprocessConfig:
     n_frames: int = DEFAULT_N_FRAMES  # frames per video, evenly spaced (DeepfakeBench: 32)
     every: int | None = None  # take every k-th frame instead (overrides n_frames)
-    max_frames: int = DEFAULT_MAX_FRAMES  # read at most this many frames of a long video (reported)
+    max_frames: int = 0  # sample among at most this many first frames (reported); 0 = the whole video (dfb)
     fast: bool = False  # True: sparse samples decode only reference frames (~2x faster; index may move by 1-2)
     index_rule: str = "truncate"  # "truncate" (DeepfakeBench's linspace dtype=int) or "round"
     align: AlignConfig = field(default_factory=_dfb_align)  # detector, crop size and scale (profile "dfb")
@@ -74,7 +75,7 @@ def profile_config(name: str, **overrides) -> PreprocessConfig:
     prof = PROFILES[name]
     align_keys = {f.name for f in dataclasses.fields(AlignConfig)}
     align = {**prof["align"], **{k: v for k, v in overrides.items() if k in align_keys}}
-    rest = {"fast": prof["fast"], "index_rule": prof["index_rule"],
+    rest = {"fast": prof["fast"], "index_rule": prof["index_rule"], "max_frames": prof["max_frames"],
             **{k: v for k, v in overrides.items() if k not in align_keys}}
     return PreprocessConfig(profile=name, align=AlignConfig(**align), **rest)
 

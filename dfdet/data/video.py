@@ -2,7 +2,8 @@
 
 Frames are decoded in order and only the chosen ones are converted to RGB: H.264 files here have
 a keyframe every ~250 frames, so seeking would save little and makes frame indices approximate.
-A video longer than max_frames is only read up to max_frames, and the result says so.
+A video longer than max_frames is only read up to max_frames, and the result says so; max_frames=0 spans
+the whole video, as DeepfakeBench does (its frames are spaced over CAP_PROP_FRAME_COUNT).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from .faces import FaceAligner, FaceResult
 
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 DEFAULT_N_FRAMES = 32  # frames per video, evenly spaced (DeepfakeBench's default)
-DEFAULT_MAX_FRAMES = 3600  # read at most this many frames of a video (2 min at 30 fps)
+DEFAULT_MAX_FRAMES = 3600  # read at most this many frames of a video (2 min at 30 fps); 0 = the whole video
 
 
 @dataclass
@@ -103,7 +104,8 @@ def probe(path: str | Path, max_frames: int = DEFAULT_MAX_FRAMES) -> VideoInfo:
         n = int(s.frames or 0)
         if n <= 0:
             try:  # count up to one past the cap: enough to plan the sample and to know it is capped
-                n = sum(1 for p, _ in zip((p for p in c.demux(s) if p.size), range(max_frames + 1)))
+                packets = (p for p in c.demux(s) if p.size)
+                n = sum(1 for _ in (packets if max_frames == 0 else zip(packets, range(max_frames + 1))))
             except av.error.FFmpegError as err:
                 raise DataError(f"cannot read video {path}: {_reason(err)}") from None
         return VideoInfo(str(path), n, fps, s.codec_context.width, s.codec_context.height)
@@ -114,7 +116,8 @@ INDEX_RULES = ("truncate", "round")  # how evenly spaced positions become frame 
 
 def plan_indices(n_total: int, n_frames: int | None = DEFAULT_N_FRAMES, every: int | None = None,
                  max_frames: int = DEFAULT_MAX_FRAMES, rule: str = "round") -> tuple[list[int], str]:
-    """Which frames to take: n_frames evenly spaced, or every k-th; only among the first max_frames.
+    """Which frames to take: n_frames evenly spaced, or every k-th; only among the first max_frames
+    (0: among all frames, DeepfakeBench's rule).
 
     rule "truncate" is DeepfakeBench's np.linspace(0, n - 1, k, dtype=int) (preprocess.py:278);
     "round" rounds to the nearest frame (dfdet's fast profile)."""
@@ -124,11 +127,11 @@ def plan_indices(n_total: int, n_frames: int | None = DEFAULT_N_FRAMES, every: i
         raise DataError(f"every must be >= 1, got {every}")
     if every is None and (n_frames is None or n_frames < 1):
         raise DataError(f"n_frames must be >= 1, got {n_frames}")
-    if max_frames < 1:
-        raise DataError(f"max_frames must be >= 1, got {max_frames}")
-    usable = min(n_total, max_frames)
+    if max_frames < 0:
+        raise DataError(f"max_frames must be >= 0 (0 = the whole video), got {max_frames}")
+    usable = min(n_total, max_frames) if max_frames else n_total
     message = ""
-    if n_total > max_frames:
+    if max_frames and n_total > max_frames:
         message = (f"long video: {n_total} frames, only the first {max_frames} were sampled "
                    "(raise max_frames to read more)")
     if usable <= 0:

@@ -498,7 +498,7 @@ def test_a_huge_flat_jpeg_is_decoded_at_the_scale_detection_needs(world):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert "no face found" in note and "Scored the whole image" in note
+    assert "no face found" in note and "scored the whole image" in note.lower()
     assert any(row[2] is not None for row in table["data"])
     used = (pillow_allocated() + peak) / 2 ** 20
     print(f"Pillow allocated + Python peak: {used:.0f} MB")

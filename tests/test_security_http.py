@@ -8,6 +8,7 @@ seconds passed before it), so the rate rules are tested at known points of progr
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import urllib.parse
 from pathlib import Path
@@ -255,6 +256,13 @@ def raw_request(url: str, head: str, body: bytes = b"") -> bytes:
         answer = b""
         with deadline(60):  # the answer comes from the headers alone; the body is offered after it
             while b"\r\n\r\n" not in answer and (chunk := s.recv(65536)):
+                answer += chunk
+            # ...and the whole answer body before offering ours: a server that closes without reading it may
+            # reset the connection, and a reset discards what was not yet read (the answer's text, often a
+            # packet of its own).
+            head_end = answer.find(b"\r\n\r\n") + 4
+            length = re.search(rb"(?im)^content-length:\s*(\d+)", answer[:head_end])
+            while length and len(answer) - head_end < int(length.group(1)) and (chunk := s.recv(65536)):
                 answer += chunk
             try:
                 s.sendall(body)

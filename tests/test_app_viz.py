@@ -187,6 +187,33 @@ def test_roc_figure_legend_and_operating_point(synth):
     assert plots.operating_point(thr, 0.0) == 4
 
 
+def test_roc_browser_starts_at_each_methods_own_threshold(tmp_path):
+    folder = make_synthetic_run(tmp_path / "runs" / "cal")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    for m in metrics:  # ln_norm chose 0.31 on validation; linear_probe was trained before calibration existed
+        if m["method"] == "ln_norm":
+            m["threshold"] = 0.31
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    make_synthetic_run(tmp_path / "runs" / "plain")
+    s = Session(AppConfig(runs=str(tmp_path / "runs"), cache_dir=str(tmp_path / "c"), demo="off"), load_models=False)
+    both = ["linear_probe", "ln_norm"]
+    assert s.roc.has_own("cal") and not s.roc.has_own("plain")
+    own = s.roc.view("cal", both, ["DS0"], "frame", 0.5, own=True)
+    assert dict(zip(own.confusion["method"], own.confusion["threshold"])) == {"Linear probe": 0.5, "LN + Norm": 0.31}
+    preds = s.store.run("cal").predictions.query("dataset == 'DS0'")
+    fakes = preds[preds["label"] == 1]["p_fake__ln_norm"]
+    row = own.confusion[own.confusion["method"] == "LN + Norm"].iloc[0]
+    assert row["TP"] == int((fakes >= 0.31).sum())  # the counts are at 0.31, not at the slider's 0.5
+    dots = {t["name"]: t["hovertemplate"] for t in own.figure["data"] if t.get("name", "").endswith("at threshold")}
+    assert "threshold 0.31" in dots["LN + Norm · DS0 at threshold"]
+    assert "threshold 0.50" in dots["Linear probe · DS0 at threshold"]
+    assert "own validation threshold" in own.figure["layout"]["title"]["text"]
+    shared = s.roc.view("cal", both, ["DS0"], "frame", 0.5)  # the slider moved: one threshold for all
+    assert set(shared.confusion["threshold"]) == {0.5}
+    plain = s.roc.view("plain", both, ["DS0"], "frame", 0.4, own=True)  # nothing of its own: the slider's value
+    assert set(plain.confusion["threshold"]) == {0.4} and "threshold 0.40" in plain.figure["layout"]["title"]["text"]
+
+
 def test_sphere_figure_carries_rows_and_thumbnails(synth):
     n = len(synth.predictions)
     coords = np.random.default_rng(0).normal(size=(n, 2))

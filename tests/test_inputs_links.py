@@ -25,7 +25,7 @@ def test_a_valid_link_passes_whole(store):
     link = read_link({"tab": "roc", "run": "synth", "methods": "ln_norm,linear_probe", "datasets": "DS1",
                       "level": "video", "threshold": "0.31"}, store)
     assert link.values == {"run": "synth", "methods": ["ln_norm", "linear_probe"], "datasets": ["DS1"],
-                           "level": "video", "threshold": 0.31} and not link.notes
+                           "level": "video", "threshold": 0.31, "own": False} and not link.notes
     # the page's "Copy link" writes what read_link reads back
     assert read_link(link_query("roc", link.values), store).values == link.values
     assert read_link({"tab": "roc", "evil": "1"}, store, {"roc": ("run", "evil")}).notes  # no check: never passed on
@@ -54,6 +54,18 @@ def test_bad_choices_rows_runs_and_methods_are_ignored_with_a_note(store):
     assert link.values == {} and len(link.notes) == 6  # row: not a hypersphere parameter
     assert read_link({"tab": "nowhere", "a": "1"}, store).tab is None
     assert read_link({"tab": "compare", "row": "-1"}, store).values == {}
+
+
+def test_a_roc_link_with_a_threshold_means_one_for_all_and_without_one_each_methods_own(store):
+    assert "own" not in read_link({"tab": "roc", "run": "synth"}, store).values  # the page's default: own
+    assert read_link({"tab": "roc", "threshold": "0.3"}, store).values == {"threshold": 0.3, "own": False}
+    link = read_link({"tab": "roc", "threshold": "0.3", "own": "1"}, store)
+    assert link.values == {"own": True} and "ignored threshold 0.3" in link.notes[0]
+    link = read_link({"tab": "roc", "own": "maybe"}, store)
+    assert link.values == {} and "ignored own 'maybe'" in link.notes[0]
+    # Copy link: per-method thresholds are the default, so the link names no threshold; a shared one is named
+    assert link_query("roc", {"run": "synth", "threshold": 0.5, "own": True}) == {"tab": "roc", "run": "synth"}
+    assert link_query("roc", {"threshold": 0.42, "own": False}) == {"tab": "roc", "threshold": "0.42"}
 
 
 def test_the_page_escapes_a_links_note():

@@ -1,6 +1,7 @@
 """Compare tab: a photo, a video or a known face, scored by every method side by side."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -14,7 +15,7 @@ from dfdet.viz.store import SAMPLES, md_escape
 
 from . import explain
 from .common import (MODEL_KW, PRIVATE, Ctx, display_table, for_visitor, for_visitor_stream, friendly, how_to_read,
-                     on_gpu, status_line)
+                     ok, on_gpu, status_line)
 from .guards import guard_image_upload, uploaded
 
 HOW = ("each row is one method's p(fake) for the same input; at or above the method's own threshold (chosen on "
@@ -26,6 +27,7 @@ HOW = ("each row is one method's p(fake) for the same input; at or above the met
 TABLE_WIDTHS = (17, 9, 9, 20, 18, 13, 12)
 EXAMPLE_FACES = 8  # clickable sample faces, half real, half fake, from the shared manifest
 EXAMPLE_VIDEO = ("videos", "FF", "DF", "519_515.mp4")  # under $DFDET_SHARED
+QUEUE_WAIT_S = 600  # an example clicked while the models load waits this long for them, then says why not
 
 
 def example_rows(session, k: int = EXAMPLE_FACES) -> list[int]:
@@ -38,6 +40,15 @@ def example_rows(session, k: int = EXAMPLE_FACES) -> list[int]:
     for _, d in firsts.groupby(["dataset", "label"], sort=True):
         picks.append(int(d["index"].iloc[0]))
     return picks[:k]
+
+
+def wait_for_models(session):
+    """A status line every 2 s while the models load or demo mode is built: an example clicked then waits its
+    turn (for at most QUEUE_WAIT_S) instead of being refused; what stays missing after, the scorer says."""
+    end = time.monotonic() + QUEUE_WAIT_S
+    while session.startup.busy() and time.monotonic() < end:
+        yield ok("⏳ Queued: scored as soon as " + md_escape(session.startup.busy_reason()))
+        session.startup.wait_ready(2.0)
 
 
 def params_column(session) -> str:
@@ -169,11 +180,16 @@ def build(ctx: Ctx) -> gr.Tab:
     visitor_out = [*ui_out, image_in, video_in, status]
     video_out = [*visitor_out[:-1], face_row, status]
 
-    def example(evt: gr.SelectData):
-        """An example face is a sample row: the row fields say which, so "Why and how sure" explains it."""
+    def pick_example(evt: gr.SelectData):
+        """An example face is a sample row (so "Why and how sure" explains it), scored once the models are in."""
         row = rows[evt.index] if 0 <= evt.index < len(rows) else None
-        return (*shown(score_sample(SAMPLES, row), None, None), SAMPLES, row)
-    ui_example = for_visitor(example, len(ui_out) + 4)
+        for line in wait_for_models(s):
+            yield SAMPLES, row, line
+        yield SAMPLES, row, ""
+
+    def wait_video():
+        yield from wait_for_models(s)
+        yield ""
 
     def refuse(name):
         """The refusal of a file the page held back (ui/assets.py): the server's words, by file name only."""
@@ -191,13 +207,16 @@ def build(ctx: Ctx) -> gr.Tab:
     image_in.upload(ui_image, [image_in, as_crop], visitor_out, api_name="_on_upload", **PRIVATE, **MODEL_KW)
     video_btn.click(ui_video, video_in, video_out, api_name="_ui_video", **PRIVATE, **MODEL_KW)
     row_btn.click(ui_sample, [face_src, face_row], visitor_out, api_name="_ui_sample", **PRIVATE, **MODEL_KW)
-    examples.select(ui_example, None, [*visitor_out[:-1], face_src, face_row, status], api_name="_ui_example",
-                    **PRIVATE, **MODEL_KW)
+    # an example clicked while the models load waits (outside the one-at-a-time model queue), then is scored
+    examples.select(pick_example, None, [face_src, face_row, status], api_name="_ui_example", **PRIVATE,
+                    concurrency_limit=None, show_progress="hidden").success(
+        ui_sample, [face_src, face_row], visitor_out, api_name="_ui_example_score", **PRIVATE, **MODEL_KW)
     # the example is a FaceForensics++ Deepfakes video (EXAMPLE_VIDEO): its ground truth is known, and said
     ui_example_video = for_visitor_stream(lambda: video_updates(video_example, "example video", "fake"),
                                           len(ui_out) + 3)
-    example_video_btn.click(ui_example_video, None, video_out, api_name="_ui_example_video",
-                            **PRIVATE, **MODEL_KW)
+    example_video_btn.click(wait_video, None, status, api_name="_ui_example_video_wait", **PRIVATE,
+                            concurrency_limit=None, show_progress="hidden").success(
+        ui_example_video, None, video_out, api_name="_ui_example_video", **PRIVATE, **MODEL_KW)
     random_btn.click(for_visitor(api_random_face, 3), [ds_in, src_in, lab_in], [face_src, face_row, face_info, status],
                      api_name="_ui_random", **PRIVATE).success(
         ui_sample, [face_src, face_row], visitor_out, api_name="_after_random", **PRIVATE, **MODEL_KW)

@@ -214,7 +214,7 @@ def offer_demo(s: Session) -> bool:
 
 
 def busy(s: Session) -> bool:
-    return s.status.mode == "loading" or s.startup.demo.state == "building"
+    return s.startup.busy()
 
 
 def _copy_js() -> str:

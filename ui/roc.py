@@ -33,6 +33,9 @@ def build(ctx: Ctx) -> gr.Tab:
             level = gr.Radio(["frame", "video"], value="frame", label="Level", elem_id="roc-level")
         with gr.Row():
             threshold = gr.Slider(0, 1, value=0.5, step=0.01, label="Threshold on p(fake)", elem_id="roc-thr")
+            own = gr.Checkbox(value=True, elem_id="roc-own",
+                              label="Each method at its own validation threshold (0.5 where it has none); "
+                                    "moving the slider sets one for all")
             btn = gr.Button("Show ROC", variant="primary", elem_id="roc-btn")
         status = status_line("roc-status")
         plot = gr.Plot(label="ROC curves", elem_id="roc-plot")
@@ -46,33 +49,38 @@ def build(ctx: Ctx) -> gr.Tab:
                                column_widths=fit_columns(roc.TABLE_COLUMNS, METRIC_WIDTHS))
         explain.calibration_panel(ctx, run, datasets, level)  # reliability and threshold drift (ui/explain.py)
 
-    def view(run_name, ms, ds, lvl, thr):
+    def view(run_name, ms, ds, lvl, thr, own_thr=False):
         if not ms and not ds:  # the tab opened before the run's lists arrived: its defaults
             ms, ds = [m for _, m in run_methods(s, run_name)], s.roc.main_dataset(run_name)
-        r = s.roc.view(run_name, ms, ds, lvl or "frame", 0.5 if thr is None else thr)
+        r = s.roc.view(run_name, ms, ds, lvl or "frame", 0.5 if thr is None else thr, own=bool(own_thr))
         return r.figure, display_table(r.metrics), display_table(r.confusion)
+
+    def shared(*args):
+        """The slider moved (by hand or by a link): one threshold for all from now on."""
+        return (*ui_view(*args[:-1], False), False)
 
     def on_run(run_name):
         ms = run_methods(s, run_name)
         return (gr.CheckboxGroup(choices=ms, value=[m for _, m in ms]),
                 gr.CheckboxGroup(choices=s.roc.datasets(run_name), value=s.roc.main_dataset(run_name)))
 
-    inputs = [run, methods, datasets, level, threshold]
+    inputs = [run, methods, datasets, level, threshold, own]
     outputs = [plot, metrics, conf]
     ui_view = for_visitor(view, 3)
     run.change(on_run, run, [methods, datasets], api_name="_roc_run", **PRIVATE)
     btn.click(ui_view, inputs, [*outputs, status], api_name="_ui_roc", **PRIVATE)
     # Typing a number or using the arrow keys changes the value without a mouse release: follow every change,
     # the latest one winning, so the counts always belong to the threshold shown.
-    threshold.change(ui_view, inputs, [*outputs, status], api_name="_roc_thr", trigger_mode="always_last",
+    threshold.change(shared, inputs, [*outputs, status, own], api_name="_roc_thr", trigger_mode="always_last",
                      show_progress="hidden", **PRIVATE)
+    own.input(ui_view, inputs, [*outputs, status], api_name="_roc_own", **PRIVATE)
     level.change(ui_view, inputs, [*outputs, status], api_name="_roc_level", **PRIVATE)
     with tab, gr.Row(visible=False):
         api_btn = gr.Button(visible=False)
-    api_btn.click(friendly(view), inputs, outputs, api_name="roc")
+    api_btn.click(friendly(view), inputs[:5], outputs, api_name="roc")  # the documented API: one threshold for all
 
     ctx.run_lists.append(run)
     ctx.url_inputs["roc"] = {"run": run, "methods": methods, "datasets": datasets, "level": level,
-                             "threshold": threshold}
+                             "threshold": threshold, "own": own}
     tab.first_visit = (view, inputs, outputs)
     return tab

@@ -18,7 +18,7 @@ LEVELS = ("frame", "video")
 DIMS = ("2-D", "3-D")
 # the parameters each tab reads from a link (anything else is ignored with a note)
 TAB_KEYS = {"compare": ("row",), "hypersphere": ("run", "method", "a", "b", "dims", "color"),
-            "roc": ("run", "methods", "datasets", "level", "threshold"),
+            "roc": ("run", "methods", "datasets", "level", "threshold", "own"),
             "errors": ("run", "method", "dataset", "threshold"), "about": ()}
 ECHO = 40  # characters of a bad value quoted back in a note
 OWN_READER = ("learn",)  # tabs whose view reads and checks its own link parameters
@@ -61,7 +61,19 @@ def read_link(query: Mapping[str, str], store: Store, tabs: Mapping[str, tuple] 
     for k in keys:
         if k in q and k != "run":
             _one(k, q[k], run, store, link)
+    _own_or_threshold(link, keys)
     return link
+
+
+def _own_or_threshold(link: Link, keys) -> None:
+    """A view with per-method thresholds (`own`): a link's threshold means one for all, unless it asks for own."""
+    if "own" not in keys or "threshold" not in link.values:
+        return
+    if link.values.get("own"):
+        link.notes.append(f"link: ignored threshold {link.values.pop('threshold'):g} (own=1 puts each method at "
+                          "its own validation threshold)")
+    else:
+        link.values["own"] = False
 
 
 def _run(q: dict, store: Store, link: Link):
@@ -130,6 +142,13 @@ def _choice(key, options):
     return check
 
 
+def _flag(key):
+    def check(raw, run, store):
+        v = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}.get(raw.strip().lower())
+        return (v, "") if v is not None else (None, f"ignored {key} {quoted(raw)} (1 or 0)")
+    return check
+
+
 def _dims(raw, run, store):
     v = {"2": "2-D", "3": "3-D", "2d": "2-D", "3d": "3-D", "2-d": "2-D", "3-d": "3-D"}.get(raw.strip().lower())
     return (v, "") if v else (None, f"ignored dims {quoted(raw)} (2 or 3)")
@@ -166,7 +185,7 @@ def _dataset(raw, run, store):
 
 CHECKS = {"threshold": _threshold, "a": _face_row("a"), "b": _face_row("b"), "row": _sample_row,
           "level": _choice("level", LEVELS), "color": _choice("color", COLOR_BY), "dims": _dims,
-          "method": _method, "dataset": _dataset,
+          "method": _method, "dataset": _dataset, "own": _flag("own"),
           "methods": _subset("methods", lambda run, store: store.methods_of(run) if run is not None else []),
           "datasets": _subset("datasets", lambda run, store: _datasets_of(run))}
 
@@ -174,8 +193,9 @@ CHECKS = {"threshold": _threshold, "a": _face_row("a"), "b": _face_row("b"), "ro
 def link_query(tab: str, values: Mapping[str, object]) -> dict[str, str]:
     """The query of a view (the inverse of read_link): lists comma-joined, whole numbers without '.0'."""
     q = {"tab": tab}
+    own = values.get("own")  # per-method thresholds are the default: a link names only a shared one
     for k, v in values.items():
-        if v in (None, "", []):
+        if v in (None, "", []) or k == "own" or (k == "threshold" and own is True):
             continue
         if isinstance(v, (list, tuple)):
             v = ",".join(map(str, v))

@@ -108,9 +108,11 @@ def frame_timeline(times: np.ndarray, scores: dict[str, np.ndarray], demo: bool,
                    yaxis=dict(range=[0, 1], title="p(fake)"), height=340)
 
 
-def roc_figure(curves: list[dict], demo: bool, threshold: float | None = None) -> go.Figure | FigureDict:
+def roc_figure(curves: list[dict], demo: bool, threshold: float | dict[str, float] | None = None
+               ) -> go.Figure | FigureDict:
     """ROC curves, colour = method (the one colour it has everywhere), dash = dataset; AUROC and n in the
-    legend, which sits beside the plot; the operating point at `threshold` is a ringed dot on each curve.
+    legend, which sits beside the plot; the operating point at `threshold` (one for all, or method -> its
+    own) is a ringed dot on each curve.
     The curves are plain trace dicts (validating 16 curves of 1,000 points costs a second on a busy CPU)."""
     from .style import dataset_dash, method_color
     if not curves:
@@ -132,14 +134,16 @@ def roc_figure(curves: list[dict], demo: bool, threshold: float | None = None) -
             customdata=_l(np.round(np.where(np.isfinite(thr[keep]), thr[keep], 1.0), 5)),
             hovertemplate=f"{c['name']}<br>FPR %{{x:.3f}}<br>TPR %{{y:.3f}}<br>threshold %{{customdata:.3f}}"
                           "<extra></extra>"))
-        if threshold is not None:
-            j = operating_point(thr, threshold)
+        t = threshold.get(c.get("method"), 0.5) if isinstance(threshold, dict) else threshold
+        if t is not None:
+            j = operating_point(thr, t)
             traces.append(dict(type="scatter", x=[float(fpr[j])], y=[float(tpr[j])], mode="markers",
                                showlegend=False, legendgroup=c["name"], name=f"{c['name']} at threshold",
                                marker=dict(size=11, color=color, line=dict(color="black", width=2)),
-                               hovertemplate=f"{c['name']}<br>threshold {threshold:.2f}<br>FPR %{{x:.3f}}<br>"
+                               hovertemplate=f"{c['name']}<br>threshold {t:.2f}<br>FPR %{{x:.3f}}<br>"
                                              "TPR %{y:.3f}<extra></extra>"))
-    title = "ROC" + (f" (dots: operating point at threshold {threshold:.2f})" if threshold is not None else "")
+    title = "ROC" + (" (dots: each method at its own validation threshold)" if isinstance(threshold, dict)
+                     else f" (dots: operating point at threshold {threshold:.2f})" if threshold is not None else "")
     fig = _layout(fig, title, demo, xaxis=dict(title="false positive rate", range=[0, 1], constrain="domain"),
                   yaxis=dict(title="true positive rate", range=[0, 1.02]), height=480)
     fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.02, font=dict(size=11)),

@@ -181,19 +181,21 @@ def _ci(lo: float, hi: float) -> str:
 
 
 def confusion_table(run: Run, methods: list[str], datasets: list[str], level: str,
-                    threshold: float) -> pd.DataFrame:
-    """TP/FP/TN/FN and the threshold-dependent rates, recomputed from predictions.csv (registry order)."""
+                    threshold: float | dict[str, float]) -> pd.DataFrame:
+    """TP/FP/TN/FN and the threshold-dependent rates, recomputed from predictions.csv (registry order).
+    `threshold`: one for all, or method -> its own."""
     rows = []
     for method in registry_order(run):
         if method not in methods:
             continue
+        t = threshold[method] if isinstance(threshold, dict) else threshold
         table = level_table(run, method, level)
         for dataset in sorted(datasets):
             d = table[table["dataset"] == dataset]
             if d.empty:
                 continue
-            b = binary_metrics(d["label"].to_numpy(), d[PRED_PREFIX + method].to_numpy(), threshold)
-            rows.append({"method": method_label(run, method), "dataset": dataset, "threshold": round(threshold, 4),
+            b = binary_metrics(d["label"].to_numpy(), d[PRED_PREFIX + method].to_numpy(), t)
+            rows.append({"method": method_label(run, method), "dataset": dataset, "threshold": round(t, 4),
                          "TP": int(b["tp"]), "FP": int(b["fp"]), "TN": int(b["tn"]), "FN": int(b["fn"]),
                          "precision": round(b["precision"], 3), "recall": round(b["recall"], 3),
                          "F1": round(b.get("f1", float("nan")), 3)})

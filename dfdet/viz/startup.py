@@ -64,6 +64,23 @@ class Startup:
         return (f"loading {bb.model} ({bb.weights or bb.pretrained or 'random'} weights; the first start downloads "
                 "them when there is network)")
 
+    def busy(self) -> bool:
+        """Models are loading or demo mode is being built: a model request can wait instead of failing."""
+        return self.store.status.mode == "loading" or self.demo.state == "building"
+
+    def busy_reason(self) -> str:
+        """What a waiting model request waits for, in words (only true while busy())."""
+        if self.demo.state == "building":
+            return f"demo mode is built ({self.demo_line()})"
+        return f"the models have loaded ({self.store.status.message})"
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for busy() to end; True when it has."""
+        end = time.monotonic() + timeout
+        while self.busy() and time.monotonic() < end:
+            time.sleep(min(0.2, max(0.0, end - time.monotonic())))
+        return not self.busy()
+
     # -- models --------------------------------------------------------------------------------
     def load_models(self, clip=None) -> None:
         """CLIP + checkpoints; without weights, demo mode when the settings allow it (built here, once)."""

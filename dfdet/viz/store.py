@@ -209,6 +209,18 @@ class Store:
         """The run's method columns in the one order every view uses (the registry's)."""
         return style.method_order(run.methods, lambda m: run.info.get("methods", {}).get(m, {}).get("method", m))
 
+    def validation_threshold(self, run_name: str, method: str) -> float | None:
+        """The threshold `method` chose on validation (its checkpoint's calibration, recorded in the run's
+        metrics), or None for a checkpoint trained before calibration existed."""
+        try:
+            m = self.run(run_name).metrics
+        except DfdetError:
+            return None
+        if m.empty or "threshold" not in m or "method" not in m:
+            return None
+        t = m.loc[m["method"] == method, "threshold"].dropna()
+        return float(t.iloc[0]) if len(t) else None
+
     @staticmethod
     def run_is_demo(run: Run) -> bool:
         return bool(run.info.get("demo"))

@@ -40,16 +40,7 @@ class ErrorsService:
         self.store = store
 
     def validation_threshold(self, run_name: str, method: str) -> float | None:
-        """The threshold `method` chose on validation (its checkpoint's calibration, recorded in the run's
-        metrics), or None for a checkpoint trained before calibration existed."""
-        try:
-            m = self.store.run(run_name).metrics
-        except DfdetError:
-            return None
-        if m.empty or "threshold" not in m or "method" not in m:
-            return None
-        t = m.loc[m["method"] == method, "threshold"].dropna()
-        return float(t.iloc[0]) if len(t) else None
+        return self.store.validation_threshold(run_name, method)
 
     def cases(self, run_name: str, method: str, dataset: str = "all", threshold=0.5, k: int = K,
               one_per_video: bool = True) -> ErrorCases:

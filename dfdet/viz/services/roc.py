@@ -21,7 +21,9 @@ class RocService:
     def __init__(self, store: Store):
         self.store = store
 
-    def view(self, run_name: str, methods: list[str], datasets: list[str], level: str, threshold) -> RocResult:
+    def view(self, run_name: str, methods: list[str], datasets: list[str], level: str, threshold,
+             own: bool = False) -> RocResult:
+        """`own`: each method at its validation threshold (0.5 where it has none) instead of one shared value."""
         run = self.store.run(run_name)
         methods, datasets = list(methods or []), list(datasets or [])
         unknown = [m for m in methods if m not in run.methods]
@@ -35,11 +37,22 @@ class RocService:
                             f"it has {', '.join(sorted(known))}")
         if level not in roc.LEVELS:
             raise DataError(f"level must be one of {', '.join(roc.LEVELS)}, not {level!r}")
-        threshold = check_threshold(threshold)
+        threshold = self.own_thresholds(run_name, methods) if own and self.has_own(run_name) \
+            else check_threshold(threshold)
         curves = roc.curves(run, methods, datasets, level)
         fig = plots.roc_figure(curves, self.store.run_is_demo(run), threshold)
         return RocResult(fig, roc.metrics_table(run, methods, datasets, level),
                          roc.confusion_table(run, methods, datasets, level, threshold))
+
+    def own_thresholds(self, run_name: str, methods: list[str]) -> dict[str, float]:
+        """method -> its validation threshold, 0.5 for a checkpoint trained before calibration existed."""
+        return {m: t if (t := self.store.validation_threshold(run_name, m)) is not None else 0.5 for m in methods}
+
+    def has_own(self, run_name: str | None) -> bool:
+        """Whether any method of the run has a validation threshold (then the browser starts at them)."""
+        if not run_name or run_name not in self.store.runs:
+            return False
+        return any(self.store.validation_threshold(run_name, m) is not None for m in self.store.runs[run_name].methods)
 
     def datasets(self, run_name: str | None) -> list[str]:
         if not run_name or run_name not in self.store.runs:

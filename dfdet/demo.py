@@ -31,11 +31,13 @@ TRAIN_FACES = 96  # per class, from the training dataset: a few steps need no mo
 VAL_FACES = 32  # per class
 TEST_FACES = 60  # per class and dataset at most (FF and CDFv2 have fewer: all of theirs are used)
 MAX_STEPS = 6  # optimiser steps per method
-# Seconds per step on a 2-core machine under load (bench/results_dashboard.md); replaced by the
-# durations measured on this machine once a build has finished.
-DEFAULT_ESTIMATE = {"prepare": 2.0, "train": 30.0, "evaluate": 40.0}
+# Seconds per step of the first build, measured on the 2-core reference machine, idle (whole build 10.8 s:
+# prepare 0.3, train 1.7, evaluate 1.6). A build then rescales them by how fast its own steps ran, and
+# the next one starts from this machine's timings (timings.json).
+DEFAULT_ESTIMATE = {"prepare": 0.5, "train": 2.0, "evaluate": 2.0}
 
-Progress = Callable[[int, int, str, float], None]  # (step number from 1, steps, name, estimated seconds left)
+# (step number from 1, steps, name, estimated seconds left or None when there is nothing to estimate)
+Progress = Callable[[int, int, str, "float | None"], None]
 
 
 @dataclass
@@ -115,6 +117,32 @@ def estimate(root: str | Path) -> dict[str, float]:
         return dict(DEFAULT_ESTIMATE)
 
 
+class Countdown:
+    """Seconds left in a build: the per-kind estimates, scaled by how much slower (or faster) than estimated the
+    finished steps ran on this machine now (a loaded CPU stretches every step alike)."""
+
+    def __init__(self, kinds: list[str], per: dict[str, float]):
+        self.kinds, self.per = kinds, per
+        self.took: dict[str, list[float]] = {}
+
+    def done(self, kind: str, seconds: float) -> None:
+        self.took.setdefault(kind, []).append(seconds)
+
+    def speed(self) -> float:
+        """Measured over estimated, over the finished steps (1 before any)."""
+        est = sum(self.per[k] * len(v) for k, v in self.took.items())
+        return sum(map(sum, self.took.values())) / est if est > 0 else 1.0
+
+    def left(self, i: int) -> float:
+        """Seconds for steps i.. (0-based): a kind already run here by its mean, the others scaled by speed()."""
+        f = self.speed()
+        return sum(sum(self.took[k]) / len(self.took[k]) if k in self.took else self.per[k] * f
+                   for k in self.kinds[i:])
+
+    def timings(self) -> dict[str, float]:
+        return {k: round(sum(v) / len(v), 2) for k, v in self.took.items()}
+
+
 def ensure_demo(root: str | Path | None = None, train_datasets: tuple[str, ...] = ("DFDC",),
                 progress: Progress | None = None) -> DemoAssets:
     """Build (once) and return the demo assets under `root`; later calls, and later starts, reuse them."""
@@ -127,22 +155,20 @@ def ensure_demo(root: str | Path | None = None, train_datasets: tuple[str, ...] 
     bb = BackboneConfig(model=_tiny_model(), pretrained=None, seed=0)
     assets = DemoAssets(bb, root / "checkpoints", root / "run", root / "manifest.csv", data_root)
     if read_stamp(root) is not None:
+        if progress is not None:
+            progress(1, 1, "reuse the demo built earlier", None)
         return assets
     plan = steps()
-    per = estimate(root)
-    left = sum(per[k] for k, _ in plan)
-    took: dict[str, list[float]] = {}
+    clock = Countdown([k for k, _ in plan], estimate(root))
     root.mkdir(parents=True, exist_ok=True)
 
     def step(i: int, work: Callable[[], object]) -> None:
-        nonlocal left
         kind, name = plan[i]
         if progress is not None:
-            progress(i + 1, len(plan), name, left)
+            progress(i + 1, len(plan), name, clock.left(i))
         t0 = time.perf_counter()
         work()
-        took.setdefault(kind, []).append(time.perf_counter() - t0)
-        left = max(0.0, left - per[kind])
+        clock.done(kind, time.perf_counter() - t0)
 
     step(0, lambda: demo_manifest(root, data_root, train_datasets))
     for i, method in enumerate(PAPER_METHODS, start=1):
@@ -154,10 +180,9 @@ def ensure_demo(root: str | Path | None = None, train_datasets: tuple[str, ...] 
     step(len(plan) - 1, lambda: evaluate(EvalConfig(
         manifest=str(assets.manifest), data_root=str(data_root), split="test", checkpoints=str(assets.checkpoints_dir),
         methods=list(PAPER_METHODS), backbone=bb, out=str(assets.run_dir))))
-    timings = {k: round(sum(v) / len(v), 2) for k, v in took.items()}
-    (root / "timings.json").write_text(json.dumps(timings))
+    (root / "timings.json").write_text(json.dumps(clock.timings()))
     (root / STAMP).write_text(json.dumps({"version": DEMO_VERSION, "manifest": str(assets.manifest),
-                                          "seconds": round(sum(sum(v) for v in took.values()), 1),
+                                          "seconds": round(sum(map(sum, clock.took.values())), 1),
                                           "note": "random-weight backbone: scores are meaningless"}))
     return assets
 

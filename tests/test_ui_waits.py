@@ -61,3 +61,36 @@ def test_the_example_video_waits_for_a_demo_build_with_its_step(page):
     assert "demo mode is built (step 2 of 6: train LN-tuning" in next(waiting)
     s.startup.demo.state, s.store.status = "done", ModelStatus("demo", "demo")
     assert next(waiting) == ""
+
+
+def test_the_demo_countdown_rescales_by_the_steps_already_run():
+    from dfdet.demo import DEFAULT_ESTIMATE, Countdown, steps
+    kinds = [k for k, _ in steps()]  # prepare, 4 x train, evaluate
+    c = Countdown(kinds, {"prepare": 1.0, "train": 10.0, "evaluate": 20.0})
+    assert c.left(0) == pytest.approx(1 + 40 + 20)
+    c.done("prepare", 3.0)  # this machine runs 3x slower than estimated now
+    assert c.left(1) == pytest.approx(3 * (40 + 20))
+    c.done("train", 15.0)  # a kind measured here counts as measured; the others by the speed over all so far
+    assert c.speed() == pytest.approx(18 / 11) and c.left(2) == pytest.approx(3 * 15 + 20 * 18 / 11)
+    assert c.timings() == {"prepare": 3.0, "train": 15.0}
+    # the first-build estimate is the reference machine's measured build (10.8 s idle), not 162 s
+    assert sum(DEFAULT_ESTIMATE[k] for k in kinds) < 15
+
+
+def test_the_demo_line_never_counts_seconds_already_overrun(tmp_path):
+    import time
+    from dfdet.viz.startup import DemoProgress
+    d = DemoProgress(state="building", step=3, steps=6, name="train LN-tuning", eta_s=20.0, started=time.monotonic())
+    assert "about 20 s left" in d.estimate() or "about 19 s left" in d.estimate()
+    d.started -= 60  # the step ran a minute past its estimate
+    assert d.estimate() == " (longer than estimated: still working)"
+    assert DemoProgress(eta_s=None).estimate() == ""  # a step with nothing to estimate (a cached build) says none
+
+
+def test_a_cached_demo_build_says_it_is_reused_with_no_estimate(tmp_path):
+    import json
+    from dfdet import demo
+    (tmp_path / demo.STAMP).write_text(json.dumps({"version": demo.DEMO_VERSION}))
+    seen = []
+    demo.ensure_demo(tmp_path, progress=lambda *a: seen.append(a))
+    assert seen == [(1, 1, "reuse the demo built earlier", None)]

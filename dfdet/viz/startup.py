@@ -34,13 +34,20 @@ class DemoProgress:
     step: int = 0  # 1-based step being run
     steps: int = 0
     name: str = ""  # the step being run, in words
-    eta_s: float = 0.0  # estimated seconds left at the start of this step
+    eta_s: float | None = None  # estimated seconds left at the start of this step (None: no estimate)
     started: float = 0.0  # time.monotonic() of the step's start
     error: str = ""
     done: threading.Event = field(default_factory=threading.Event)
 
-    def left_s(self) -> float:
-        return max(0.0, self.eta_s - (time.monotonic() - self.started))
+    def left_s(self) -> float | None:
+        return None if self.eta_s is None else max(0.0, self.eta_s - (time.monotonic() - self.started))
+
+    def estimate(self) -> str:
+        """The words after a step: never a count of seconds the build has already overrun."""
+        left = self.left_s()
+        if left is None:
+            return ""
+        return f" (about {max(1.0, left):.0f} s left)" if left > 0 else " (longer than estimated: still working)"
 
 
 class Startup:
@@ -213,14 +220,14 @@ class Startup:
         self.store.status = ModelStatus("loading", "demo mode is being built (no CLIP weights here: a tiny "
                                                    "random-weight backbone; scores will be meaningless)")
 
-        def progress(step: int, steps: int, name: str, eta: float) -> None:
+        def progress(step: int, steps: int, name: str, eta: float | None) -> None:
             self.demo.step, self.demo.steps, self.demo.name = step, steps, name
             self.demo.eta_s, self.demo.started = eta, time.monotonic()
-            log.info("demo mode: step %d of %d: %s (about %.0f s left)", step, steps, name, eta)
+            log.info("demo mode: step %d of %d: %s%s", step, steps, name, self.demo.estimate())
         t0 = time.perf_counter()
         try:
             assets = ensure_demo(self.demo_root(), progress=progress)
-            self.demo.name = "load the demo models"
+            self.demo.name, self.demo.eta_s = "load the demo models", None
             clip = load_clip(assets.backbone_cfg, self.cfg.device)
             bank = DetectorBank(clip, assets.checkpoints_dir, self.cfg.methods or None, self.cfg.device)
         except BaseException as err:
@@ -244,7 +251,7 @@ class Startup:
         d = self.demo
         if not d.steps:
             return "starting"
-        return f"step {d.step} of {d.steps}: {d.name} (about {d.left_s():.0f} s left)"
+        return f"step {d.step} of {d.steps}: {d.name}{d.estimate()}"
 
     # -- what the visitor reads ------------------------------------------------------------------
     def status_line(self) -> str:

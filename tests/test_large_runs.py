@@ -191,3 +191,45 @@ def test_filters_by_dataset_truth_verdicts_and_p_range_are_paged(store):
     assert drawn == set(expect.tolist()) and f"{len(expect)} matching of {N} faces" in fig["layout"]["title"]["text"]
     with pytest.raises(DataError, match="no dataset 'XX'"):
         svc.browse("big", "ln_norm", {"datasets": ["XX"]})
+
+
+def test_where_of_turns_the_filter_controls_into_filter_keywords():
+    from dfdet.errors import DataError
+    from dfdet.viz.errors import where_of
+    assert where_of([], [], "all", [], [], 0, 1) == {}  # nothing ticked: every face
+    assert where_of(["DFD"], ["FS"], "fake", ["ln_norm_slerp"], ["ln_norm"], 0.2, 0.9) == {
+        "datasets": ["DFD"], "sources": ["FS"], "truth": "fake", "p_range": (0.2, 0.9),
+        "verdicts": {"ln_norm_slerp": "fake", "ln_norm": "real"}}
+    with pytest.raises(DataError, match="cannot both call a face fake and call it real: ln_norm"):
+        where_of(fake_by=["ln_norm"], real_by=["ln_norm"])
+    with pytest.raises(DataError, match="0 <= from <= to <= 1"):
+        where_of(p_lo=0.8, p_hi=0.2)
+
+
+def test_the_pages_filters_and_paging_reach_every_face_of_a_large_run(big, tmp_path, monkeypatch):
+    """The controls on the page (ui/filters.py) through the handlers gradio calls: Errors pages through the
+    matching faces, the Hypersphere draws only them, and both stay bounded."""
+    from ui.page import build_app
+    from dfdet.viz.services.errors import PAGE
+    from dfdet.viz.session import Session
+    monkeypatch.setattr(umap_cache, "fit_umap", linear_fit)  # only ever called for a projection not stored
+    s = Session(AppConfig(runs=str(big.parent), cache_dir=str(tmp_path / "cache"), demo="off"), load_models=False)
+    fns = {fn.api_name: fn.fn for fn in build_app(s).fns.values()}
+    p = s.store.run("big").predictions
+    expect = np.nonzero(p["dataset"].isin(["DFDC", "DFD"]) & (p["label"] == 1) & (p["p_fake__ln_norm"] < 0.5)
+                        & (p["p_fake__ln_norm_slerp"] >= 0.5))[0]
+    filters = (["DFDC", "DFD"], [], "fake", ["ln_norm_slerp"], ["ln_norm"], 0, 1)
+    gallery, found, page, note, status = fns["_er_browse"]("big", "ln_norm", "most fake first", 0, *filters)
+    pages = -(-len(expect) // PAGE)
+    assert len(gallery) == PAGE and page == 0 and status == ""
+    assert f"{len(expect)} faces match; page 0 of {pages - 1} (faces 1–{PAGE})" in note
+    assert set(found["browse"]) <= set(expect.tolist())
+    nxt = fns["_er_page_next"]("big", "ln_norm", "most fake first", 0, *filters)
+    assert nxt[2] == 1 and not set(nxt[1]["browse"]) & set(found["browse"])  # the next page: other faces
+    last = fns["_er_page_next"]("big", "ln_norm", "most real first", 10 ** 6, *filters)
+    assert last[2] == pages - 1  # past the end: the last page
+    fig, status = fns["_ui_hs"]("big", "ln_norm", "label", "2-D", "faces", *filters)
+    assert status == "" and f"{len(expect)} matching of {N} faces" in fig["layout"]["title"]["text"]
+    assert len(json.dumps(fig)) < 5 * MB and "data:image" not in json.dumps(fig)
+    refused = fns["_er_browse"]("big", "ln_norm", "most fake first", 0, [], [], "all", ["ln_norm"], ["ln_norm"], 0, 1)
+    assert "cannot both call a face fake" in refused[-1]

@@ -4,15 +4,19 @@ from __future__ import annotations
 import gradio as gr
 
 from dfdet.viz import plots
+from dfdet.viz.errors import where_of
 from dfdet.viz.media import image_file
+from dfdet.viz.services.errors import PAGE
 from dfdet.viz.store import md_escape
 
 from .common import MODEL_KW, PRIVATE, Ctx, for_visitor, friendly, how_to_read, open_dropdown, status_line
+from .filters import build_filters, follow_run
 from .runs import first_run, run_methods, run_names
 
 HOW = ("the faces a method got most confidently wrong at the threshold, one per video unless you untick it. "
        "Click a face to score it in Compare with every method.")
 KINDS = ("fp", "fn", "disagree")
+ORDERS = ("most fake first", "most real first")
 
 
 def threshold_of(s, run_name, method) -> dict:
@@ -41,10 +45,23 @@ def build(ctx: Ctx) -> gr.Tab:
         status = status_line("er-status")
         note = gr.Markdown(elem_id="er-note")
         rows = gr.State({})
+        browse_rows = gr.State({})  # {"browse": run rows of the page shown}
         gallery_kw = dict(columns=6, height="auto", allow_preview=False, object_fit="cover")
         fp = gr.Gallery(label="Most confident false positives (real faces called fake)", elem_id="er-fp", **gallery_kw)
         fn = gr.Gallery(label="Most confident false negatives (fakes called real)", elem_id="er-fn", **gallery_kw)
         dis = gr.Gallery(label="Where the methods disagree most", elem_id="er-dis", **gallery_kw)
+        gr.Markdown("### Every face, filtered and paged\nAny question over the whole run: e.g. truth *fake*, "
+                    "called real by LN + Norm and fake by LN + Norm + SLERP. Ordered by the method above's p(fake).")
+        flt = build_filters(s, r0, "er")
+        with gr.Row():
+            order = gr.Radio(list(ORDERS), value=ORDERS[0], label="Order", elem_id="er-order")
+            prev_btn = gr.Button("◀ Previous page", size="sm", elem_id="er-prev")
+            page = gr.Number(0, minimum=0, step=1, precision=0, label="Page (from 0)", elem_id="er-page")
+            next_btn = gr.Button("Next page ▶", size="sm", elem_id="er-next")
+            browse_btn = gr.Button("Browse", variant="primary", elem_id="er-browse-btn")
+        browse_note = gr.Markdown(elem_id="er-browse-note")
+        browse = gr.Gallery(label="Matching faces", elem_id="er-browse", columns=8, height="auto",
+                            allow_preview=False, object_fit="cover")
 
     def view(run_name, method_name, ds, thr, one_per_video=True, maps=False):
         if not method_name:  # the tab opened before the run's method list arrived: its first method
@@ -69,6 +86,21 @@ def build(ctx: Ctx) -> gr.Tab:
         text = ("; ".join(parts) + " (most confident first). Click a face to open it in Compare."
                 + (f" <span class='demo-warning'>⚠ {plots.DEMO_NOTE}</span>" if demo else ""))
         return *out, found, text
+
+    def browse_view(run_name, method_name, order_by, page_no, *filters):
+        """One page of the faces matching the filters; only that page's faces are read (services/errors.py)."""
+        method_name = method_name or next((m for _, m in run_methods(s, run_name)), None)
+        p = s.errors.browse(run_name, method_name, where_of(*filters), int(page_no or 0),
+                            most_fake_first=order_by != ORDERS[1])
+        if not p.total:
+            text = "No face matches these filters."
+        else:
+            first = p.page * PAGE
+            text = (f"{p.total} faces match; page {p.page} of {p.pages - 1} (faces {first + 1}–{first + len(p.items)}). "
+                    "Click a face to open it in Compare.")
+        demo = s.store.run_is_demo(s.store.run(run_name))
+        text += f" <span class='demo-warning'>⚠ {plots.DEMO_NOTE}</span>" if demo else ""
+        return [(image_file(im), cap) for im, cap, _ in p.items], {"browse": [r for *_, r in p.items]}, p.page, text
 
     def api_view(run_name, method_name, ds, thr):
         fp_, fn_, dis_, _, text = view(run_name, method_name, ds, thr, False)
@@ -105,9 +137,18 @@ def build(ctx: Ctx) -> gr.Tab:
         ms = run_methods(s, run_name)
         return (*on_run(run_name), gr.Slider(**threshold_of(s, run_name, ms[0][1] if ms else None)))
     ctx.run_followers.append((follow, [method, dataset, threshold]))
+    run.change(lambda r: follow_run(s, r), run, flt.choice_lists(), api_name="_er_filters_run", **PRIVATE)
+    ctx.run_followers.append((lambda r: follow_run(s, r), flt.choice_lists()))
+    browse_in = [run, method, order, page, *flt.inputs()]
+    browse_out = [browse, browse_rows, page, browse_note]
+    ui_browse = for_visitor(browse_view, len(browse_out))
+    browse_btn.click(ui_browse, browse_in, [*browse_out, status], api_name="_er_browse", **PRIVATE)
+    for btn_, step in ((prev_btn, -1), (next_btn, 1)):
+        btn_.click(lambda r, m, o, p, *x, step=step: ui_browse(r, m, o, max(0, int(p or 0) + step), *x),
+                   browse_in, [*browse_out, status], api_name=f"_er_page_{'next' if step > 0 else 'prev'}", **PRIVATE)
     btn.click(for_visitor(view, len(outputs)), inputs, [*outputs, status], api_name="_ui_errors", **PRIVATE)
-    for gallery, kind in zip((fp, fn, dis), KINDS):
-        gallery.select(opener(kind), [run, rows], [ctx.tabs, ctx.face_source, ctx.face_row],
+    for gallery, kind, found_rows in zip((fp, fn, dis, browse), (*KINDS, "browse"), (rows, rows, rows, browse_rows)):
+        gallery.select(opener(kind), [run, found_rows], [ctx.tabs, ctx.face_source, ctx.face_row],
                        api_name=f"_open_{kind}", **PRIVATE).success(
             ctx.compare_open, [ctx.face_source, ctx.face_row], ctx.compare_outputs, api_name=f"_open_{kind}_predict",
             **PRIVATE, **MODEL_KW)

@@ -4,10 +4,12 @@ from __future__ import annotations
 import gradio as gr
 
 from dfdet.viz import about
+from dfdet.viz.errors import where_of
 from dfdet.viz.media import image_file
 from dfdet.viz.store import COLOR_BY, md_escape
 
 from .common import MODEL_KW, PRIVATE, Ctx, for_visitor, friendly, how_to_read, on_gpu, open_dropdown, status_line
+from .filters import build_filters, follow_run
 from .runs import default_method, first_run, run_methods, run_names
 
 HOW = ("each dot is one face, placed by UMAP from the feature the method's head sees; colour is the ground truth "
@@ -31,6 +33,7 @@ def build(ctx: Ctx) -> gr.Tab:
             dims = gr.Radio(["2-D", "3-D"], value="2-D", label="Projection")
             level = gr.Radio(["faces", "videos"], value="faces", label="Points", elem_id="hs-level")
             show = gr.Button("Show embeddings", variant="primary", elem_id="hs-btn")
+        flt = build_filters(s, r0, "hs")
         status = status_line("hs-status")
         with gr.Row():
             with gr.Column(scale=3):
@@ -67,11 +70,11 @@ def build(ctx: Ctx) -> gr.Tab:
         """The method asked for, else the run's default: a tab can open before the run's method list arrives."""
         return method_name or default_method(run_methods(s, run_name))
 
-    def figure(run_name, method_name, color_by, d, points="faces"):
+    def figure(run_name, method_name, color_by, d, points="faces", *filters):
         """A large run draws a stratified sample over a density (the title says n shown of N); videos: one
-        point per video."""
+        point per video; `filters`: the Filter controls (ui/filters.py), only the matching faces drawn."""
         return s.sphere.figure(run_name, pick(run_name, method_name), color_by or "label", dims_of(d),
-                               "video" if points == "videos" else "face")
+                               "video" if points == "videos" else "face", where=where_of(*filters) or None)
 
     def point(run_name, _method, r):
         if r in (None, ""):
@@ -113,8 +116,10 @@ def build(ctx: Ctx) -> gr.Tab:
     # no method yet: the run list's own update sets it (a page load), and a reply here could land after a link's
     run.change(lambda r, m: on_run(r, m) if m else gr.skip(), [run, method], method, api_name="_hs_run", **PRIVATE)
     ctx.run_followers.append((on_run, [method]))
+    run.change(lambda r: follow_run(s, r), run, flt.choice_lists(), api_name="_hs_filters_run", **PRIVATE)
+    ctx.run_followers.append((lambda r: follow_run(s, r), flt.choice_lists()))
     show.click(cold_note, [run, method, dims], status, api_name="_hs_cold", **PRIVATE, show_progress="hidden").then(
-        for_visitor(figure, 1), [*sphere_in, level], [plot, status], api_name="_ui_hs", **PRIVATE)
+        for_visitor(figure, 1), [*sphere_in, level, *flt.inputs()], [plot, status], api_name="_ui_hs", **PRIVATE)
     # a click fills the row too: "Its map", "Use as A" and "Use as B" then act on the face just picked
     click.change(for_visitor(point, 3), [run, method, click], [image, info, row, status], api_name="_hs_click",
                  **PRIVATE)

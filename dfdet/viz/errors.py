@@ -53,6 +53,32 @@ def _as_list(value) -> list[str]:
     return [str(v) for v in ([value] if isinstance(value, str) else value)]
 
 
+def where_of(datasets=None, sources=None, truth=None, fake_by=None, real_by=None, p_lo=None, p_hi=None) -> dict:
+    """The page's filter controls as filter_mask's keywords (only the ones that filter). `fake_by` and
+    `real_by`: the methods that must call a face fake (real) at their own threshold."""
+    from ..errors import DataError
+    fake_by, real_by = _as_list(fake_by), _as_list(real_by)
+    both = sorted(set(fake_by) & set(real_by))
+    if both:
+        raise DataError(f"a method cannot both call a face fake and call it real: {', '.join(both)}")
+    where: dict = {}
+    if _as_list(datasets):
+        where["datasets"] = _as_list(datasets)
+    if _as_list(sources):
+        where["sources"] = _as_list(sources)
+    if truth not in (None, "", "all"):
+        where["truth"] = truth
+    if fake_by or real_by:
+        where["verdicts"] = {**{m: "fake" for m in fake_by}, **{m: "real" for m in real_by}}
+    lo = 0.0 if p_lo in (None, "") else float(p_lo)
+    hi = 1.0 if p_hi in (None, "") else float(p_hi)
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise DataError(f"the p_fake range needs 0 <= from <= to <= 1, not {lo:g} to {hi:g}")
+    if (lo, hi) != (0.0, 1.0):
+        where["p_range"] = (lo, hi)
+    return where
+
+
 def filter_mask(preds: pd.DataFrame, datasets=None, sources=None, truth: str | None = None,
                 verdicts: dict[str, str] | None = None, thresholds: dict[str, float] | None = None,
                 method: str | None = None, p_range: tuple[float, float] | None = None) -> np.ndarray:

@@ -221,6 +221,11 @@ class Store:
         t = m.loc[m["method"] == method, "threshold"].dropna()
         return float(t.iloc[0]) if len(t) else None
 
+    def thresholds(self, run_name: str) -> dict[str, float]:
+        """method -> its validation threshold, for the run's methods that have one (a verdict filter's)."""
+        run = self.run(run_name)
+        return {m: t for m in run.methods if (t := self.validation_threshold(run_name, m)) is not None}
+
     @staticmethod
     def run_is_demo(run: Run) -> bool:
         return bool(run.info.get("demo"))

@@ -86,8 +86,7 @@ class ErrorsService:
         if method not in run.methods:
             raise DataError(f"run {run_name} has no method {method!r}")
         preds = run.predictions
-        thresholds = {m: t for m in run.methods if (t := self.validation_threshold(run_name, m)) is not None}
-        mask = errors.filter_mask(preds, thresholds=thresholds, method=method, **(filters or {}))
+        mask = errors.filter_mask(preds, thresholds=self.store.thresholds(run_name), method=method, **(filters or {}))
         rows = np.nonzero(mask)[0]
         col = PRED_PREFIX + method
         p = preds[col].to_numpy()[rows]

@@ -76,7 +76,8 @@ class SphereService:
         strata = pd.factorize(preds["dataset"].astype(str) + "\x1f" + preds["source"].astype(str) + "\x1f"
                               + preds["label"].astype(str))[0]
         wrong_mask = (preds[col].to_numpy() >= thr).astype(int) != preds["label"].astype(int).to_numpy()
-        match = errors.filter_mask(preds, method=method, **where) if where else np.ones(len(preds), bool)
+        match = errors.filter_mask(preds, method=method, thresholds=self.store.thresholds(run_name), **where) \
+            if where else np.ones(len(preds), bool)
         cand = np.nonzero(match)[0]
         local = plots.draw_rows(strata[cand], plots.MAX_POINTS, np.searchsorted(cand, keep[match[keep]]),
                                 np.nonzero(wrong_mask[cand])[0])

@@ -233,3 +233,22 @@ def test_the_pages_filters_and_paging_reach_every_face_of_a_large_run(big, tmp_p
     assert len(json.dumps(fig)) < 5 * MB and "data:image" not in json.dumps(fig)
     refused = fns["_er_browse"]("big", "ln_norm", "most fake first", 0, [], [], "all", ["ln_norm"], ["ln_norm"], 0, 1)
     assert "cannot both call a face fake" in refused[-1]
+
+
+def test_a_large_runs_hovered_face_is_fetched_on_demand_one_small_image_at_a_time(big, tmp_path, monkeypatch):
+    import gradio as gr
+    from ui.page import build_app
+    from dfdet.viz import store as store_mod
+    from dfdet.viz.session import Session
+    monkeypatch.setattr(umap_cache, "fit_umap", linear_fit)
+    s = Session(AppConfig(runs=str(big.parent), cache_dir=str(tmp_path / "cache"), demo="off"), load_models=False)
+    fig = s.sphere.figure("big", "ln_norm")
+    assert all(not cd[1] for t in fig["data"] if t.get("customdata") for cd in t["customdata"])  # none embedded
+    fns = {fn.api_name: fn.fn for fn in build_app(s).fns.values()}
+    got = fns["_hs_hover"]("big", "123")
+    row, uri = got.split("|", 1)
+    assert row == "123" and uri.startswith("data:image/jpeg;base64,") and len(uri) < 8_000
+    monkeypatch.setattr(store_mod, "load_face", lambda *a: (_ for _ in ()).throw(AssertionError("read again")))
+    assert fns["_hs_hover"]("big", "123") == got  # cached: the file is not read twice
+    assert isinstance(fns["_hs_hover"]("big", str(N + 5)), type(gr.skip()))  # a bad row: no face, no error
+    assert isinstance(fns["_hs_hover"]("nope", "1"), type(gr.skip()))

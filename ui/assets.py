@@ -1,7 +1,8 @@
 """The page's script and style.
 
 Hover thumbnails and click-to-pick on the hypersphere plot: gr.Plot has no hover/click events, so the
-script attaches to the plotly div. Hover shows customdata[1] (a data: URI) beside the cursor; click
+script attaches to the plotly div. Hover shows customdata[1] (a data: URI) beside the cursor, or, for a run too
+large to embed its faces, the one face the server sends for that row (#hs-hover, cached in the page); click
 writes the row (customdata[0]) into the hidden #hs-click textbox, whose change event shows the face.
 A 3-D plot's hover event carries no mouse position, so the last mousemove over the plot is used.
 """
@@ -29,6 +30,20 @@ HEAD = """
     t.style.left = Math.max(4, left) + 'px';
     t.style.top = Math.max(4, Math.min(top, h - 104)) + 'px';
   }
+  // A large run's faces come one per hover from the server (#hs-hover -> #hs-hover-uri), kept here by run and row.
+  const fetched = {};
+  let pending = null;
+  function runName() {
+    const r = document.querySelector('#hs-run input');
+    return r ? r.value : '';
+  }
+  window.dfdetThumb = function (v) {
+    const i = String(v || '').indexOf('|');
+    if (i < 0) return;
+    const key = runName() + '|' + v.slice(0, i);
+    fetched[key] = v.slice(i + 1);
+    if (key === pending) { const t = tip(); t.src = fetched[key]; t.style.display = 'block'; }
+  };
   function hook() {
     document.querySelectorAll('#hs-plot .js-plotly-plot').forEach(function (gd) {
       if (gd.__dfdet || typeof gd.on !== 'function') return;
@@ -36,15 +51,22 @@ HEAD = """
       gd.on('plotly_hover', function (ev) {
         const p = ev.points && ev.points[0];
         const cd = p && p.customdata;
-        if (!cd || !cd[1]) return;
+        if (!cd || cd[0] === undefined || cd[0] === '') return;
         const t = tip();
-        t.src = cd[1];
         const e = ev.event || {};
         const has = typeof e.clientX === 'number' && (e.clientX || e.clientY);
         place(t, has ? e.clientX : mouse.x, has ? e.clientY : mouse.y);
-        t.style.display = 'block';
+        const key = runName() + '|' + String(cd[0]);
+        pending = key;
+        const src = cd[1] || fetched[key];
+        if (src) { t.src = src; t.style.display = 'block'; return; }
+        const box = document.querySelector('#hs-hover textarea, #hs-hover input');  // a large run: ask the server
+        if (!box) return;
+        box.value = String(cd[0]);
+        box.dispatchEvent(new Event('input', {bubbles: true}));
+        box.dispatchEvent(new Event('change', {bubbles: true}));
       });
-      gd.on('plotly_unhover', function () { tip().style.display = 'none'; });
+      gd.on('plotly_unhover', function () { pending = null; tip().style.display = 'none'; });
       gd.on('plotly_click', function (ev) {
         const p = ev.points && ev.points[0];
         const cd = p && p.customdata;

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from dfdet.errors import DfdetError
 from dfdet.viz import about
 from dfdet.viz.errors import where_of
 from dfdet.viz.media import image_file
@@ -42,6 +43,8 @@ def build(ctx: Ctx) -> gr.Tab:
                 image = gr.Image(label="Chosen face", type="pil", height=224, interactive=False)
                 info = gr.Markdown("Hover a point to see the face; click it to show it here.", elem_id="hs-info")
                 click = gr.Textbox(visible="hidden", elem_id="hs-click")
+                hover = gr.Textbox(visible="hidden", elem_id="hs-hover")  # a large run's hovered row (ui/assets.py)
+                hover_uri = gr.Textbox(visible="hidden", elem_id="hs-hover-uri")  # "row|data:image/jpeg;..."
                 row = gr.Number(label="Row", minimum=0, step=1, elem_id="hs-row")
                 with gr.Row():
                     show_row = gr.Button("Show row", size="sm", elem_id="hs-show-row")
@@ -123,6 +126,17 @@ def build(ctx: Ctx) -> gr.Tab:
     # a click fills the row too: "Its map", "Use as A" and "Use as B" then act on the face just picked
     click.change(for_visitor(point, 3), [run, method, click], [image, info, row, status], api_name="_hs_click",
                  **PRIVATE)
+    def thumb(run_name, r):
+        """A large run's figure embeds no faces: the hovered one is fetched here, once (the page caches it).
+        A hover is no request a visitor made: a bad row or run shows no face, and no error."""
+        try:
+            return f"{int(float(r))}|{s.store.thumbnail(run_name, r)}"
+        except (DfdetError, TypeError, ValueError):
+            return gr.skip()
+
+    hover.change(thumb, [run, hover], hover_uri, api_name="_hs_hover", trigger_mode="always_last",
+                 show_progress="hidden", **PRIVATE).then(
+        None, hover_uri, None, js="(v) => { if (window.dfdetThumb) window.dfdetThumb(v); }")
     show_row.click(for_visitor(lambda *x: point(*x)[:2], 2), [run, method, row], [image, info, status],
                    api_name="_ui_point", **PRIVATE)
 

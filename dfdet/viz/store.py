@@ -35,6 +35,7 @@ WEIGHTS_ENV = "DFDET_CLIP_WEIGHTS"  # the same variable dfdet.backbone reads (ke
 SAMPLES = "samples"  # the sample-manifest source; runs are "run:<name>"
 COLOR_BY = ("label", "dataset", "source", "correct")
 THUMBS_MAX = 2000  # runs up to this many faces embed hover thumbnails; larger ones fetch a face on demand
+THUMB_KEEP = 4096  # faces fetched on hover kept in memory (~2 KB each)
 EMB_IN_MEMORY = 128 << 20  # embeddings up to this many float32 bytes are read whole; larger ones are memory-mapped
 EMB_KEEP = 2  # (run, method) embeddings kept at once: loaded per method on demand
 FIGURE_BYTES = 48 << 20  # finished figures kept, by their JSON size (not by count)
@@ -89,6 +90,7 @@ class Store:
         self._emb: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._thumbs: dict[str, list[str]] = {}
         self._hover: dict[str, list[str]] = {}
+        self._thumb: dict[tuple[str, int], str] = {}  # (run, row) -> one face's hover thumbnail, fetched on demand
         self.spheres = FigureCache(FIGURE_BYTES)  # (run, method, colour, dims, ...) -> finished figure
         self._proj: dict[tuple[str, str, int], projection.Projection] = {}
         self._aligner = None
@@ -187,7 +189,7 @@ class Store:
             runs[name] = run
         self.runs = runs
         self.skipped_runs = skipped
-        for cache in (self._emb, self._thumbs, self._hover, self.spheres, self._proj):
+        for cache in (self._emb, self._thumbs, self._hover, self._thumb, self.spheres, self._proj):
             cache.clear()
 
     def add_run(self, name: str, folder: Path) -> None:
@@ -325,6 +327,22 @@ class Store:
                 log.warning("thumbnail cache not written: %s", err)
         self._thumbs[run_name] = thumbs
         return thumbs
+
+    def thumbnail(self, run_name: str, row) -> str:
+        """One face's hover thumbnail (a 48-px JPEG data URI, ~2 KB), for a run too large to embed them all;
+        the last THUMB_KEEP are kept."""
+        run = self.run(run_name)
+        row = check_row(row, len(run.predictions), f"run {run_name}")
+        key = (run_name, row)
+        if key not in self._thumb:
+            try:
+                uri = data_uri(load_face(self.run_data_root(run), run.predictions["path"].iloc[row]))
+            except DfdetError:
+                uri = data_uri(placeholder())
+            if len(self._thumb) >= THUMB_KEEP:
+                self._thumb.pop(next(iter(self._thumb)))
+            self._thumb[key] = uri
+        return self._thumb[key]
 
     def hover_text(self, run_name: str, rows: np.ndarray | None = None) -> list[str]:
         """Per face (every row, cached per run, or only `rows`): dataset/source, truth, path, each p_fake."""

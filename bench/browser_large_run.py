@@ -16,7 +16,8 @@ with paths, or a WebGL canvas for scattergl/3-D). Time to draw counts from `page
 includes the server's view. The heap is the tab's, read by CDP `Performance.getMetrics` (JSHeapUsedSize,
 JSHeapTotalSize), then again after CDP `HeapProfiler.collectGarbage`; `performance.memory.usedJSHeapSize`
 (precise: Chromium runs with --enable-precise-memory-info) is reported beside it. Points = the sum over the
-figure's traces of len(x) (or len(lat)/len(r)); the per-trace counts are printed too.
+figure's point traces (scatter, scattergl, scatter3d) of len(x); a density grid (heatmap) is not counted
+as points, its cells are listed with the per-trace counts. For the baseline row the time is to `#status-line`.
 """
 from __future__ import annotations
 
@@ -41,13 +42,14 @@ PLOTS = {"hypersphere": "#hs-plot", "roc": "#roc-plot"}
 PROBE = """(sel) => {
   const gd = document.querySelector(sel + ' .js-plotly-plot');
   if (!gd || !gd.data) return null;
-  const n = t => { for (const k of ['x', 'lat', 'r', 'z']) if (t[k] && t[k].length !== undefined)
-                     return k === 'z' && t.type && t.type.startsWith('heat') ? t.z.length * (t.z[0] || []).length
-                                                                              : t[k].length; return 0; };
-  const traces = gd.data.map(t => ({name: t.name || '', type: t.type || 'scatter', n: n(t)}));
+  const grid = t => /^(heatmap|histogram2d|contour)/.test(t.type || '');
+  const n = t => { if (grid(t)) return t.z ? t.z.length * ((t.z[0] || []).length || 1) : 0;
+                   for (const k of ['x', 'lat', 'r']) if (t[k] && t[k].length !== undefined) return t[k].length;
+                   return 0; };
+  const traces = gd.data.map(t => ({name: t.name || '', type: t.type || 'scatter', n: n(t), grid: grid(t)}));
   const svgPts = gd.querySelectorAll('.scatterlayer path.point, .scatterlayer path.js-line').length;
   const gl = gd.querySelectorAll('canvas').length;
-  return {traces, points: traces.reduce((a, t) => a + t.n, 0), svg: svgPts, canvases: gl,
+  return {traces, points: traces.reduce((a, t) => a + (t.grid ? 0 : t.n), 0), svg: svgPts, canvases: gl,
           title: (gd.layout && gd.layout.title && (gd.layout.title.text || gd.layout.title)) || ''};
 }"""
 
@@ -171,9 +173,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{load0[0]:.2f} / {load0[1]:.2f} / {load0[2]:.2f} at start, "
             f"{load1[0]:.2f} / {load1[1]:.2f} / {load1[2]:.2f} at end.", ""]
     for r in rows:
-        if r["probe"]:
-            tr = ", ".join(f"{t['name'] or '(unnamed)'} [{t['type']}] {t['n']:,}" for t in r["probe"]["traces"])
-            text.append(f"- {r['view']} traces: {tr}")
+        if r["probe"] and r is next(x for x in rows if x["view"] == r["view"]):  # one listing per view
+            tr = ", ".join(f"{t['name'] or '(unnamed)'} [{t['type']}] {t['n']:,}" + (" cells" if t["grid"] else "")
+                           for t in r["probe"]["traces"])
+            text.append(f"- {r['view']} ({r['probe']['title']!s:.120}): {tr}")
     md = "\n".join(text)
     print(md)
     if args.out:

@@ -283,12 +283,21 @@ def test_roc_threshold_typed_or_stepped_updates_the_counts(page, server):
     expect(page.locator("#roc-plot")).to_contain_text(re.compile(r"LN \+ Norm \+ SLERP · \w+ \(AUROC \d\.\d{3}, n="))
     conf = grid(page, "roc-conf")
     expect(page.locator("#roc-methods").get_by_role("checkbox", name="LN + Norm", exact=True)).to_be_checked()
-    expect(conf.get_by_role("gridcell", name="0.5", exact=True).first).to_be_visible()
+    # the first view: each method at its own validation threshold (the demo's are calibrated), not one 0.5
+    own = page.locator("#roc-own input[type=checkbox]")
+    expect(own).to_be_checked()
+    s, run = server["session"], server["run"]
+    t_own = round(s.store.validation_threshold(run, "ln_norm"), 4)
+    assert t_own != 0.5
+    expect(conf.get_by_role("gridcell", name=f"{t_own:g}", exact=True).first).to_be_visible()
+    expect(page.locator("#roc-plot")).to_contain_text("own validation threshold")
     box = page.locator("#roc-thr input[type=number]")
     t0 = time.perf_counter()
     box.fill("0.3")
     box.press("Enter")
     expect(conf.get_by_role("gridcell", name="0.3", exact=True).first).to_be_visible()  # no mouse release needed
+    expect(own).not_to_be_checked()  # the slider sets one threshold for all
+    expect(conf.get_by_role("gridcell", name=f"{t_own:g}", exact=True)).to_have_count(0)
     timed("ROC update after typing a threshold", t0)
     box.press("ArrowUp")
     expect(conf.get_by_role("gridcell", name="0.31", exact=True).first).to_be_visible()
@@ -617,3 +626,57 @@ def test_learn_every_control_and_its_deep_link(page, server):
     expect(page.locator("#ln-link-note b")).to_have_count(0)
     expect(page.locator("#ln-pair-text")).to_contain_text("At t = 1.00")
     expect(page.locator("#ln-stack-text")).to_contain_text("104,450")  # the first panel is drawn for a link too
+
+
+@pytest.fixture(scope="module")
+def large_run(server):
+    """A 3,000-face run (bench/make_large_run.py; real crops, class structure) beside the demo: above the
+    size whose figures embed faces. Its projections are stored with a linear stand-in for UMAP's fit."""
+    import sys
+
+    import numpy as np
+    from dfdet.viz import projection, umap_cache
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.make_large_run import make
+    s = server["session"]
+    folder = make(3000, Path(s.store.cfg.runs) / "big3k", dim=48, seed=2)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(umap_cache, "fit_umap", lambda z, dims=2, params=None: np.asarray(z)[:, :dims].astype(np.float32))
+        projection.project_run(folder, params=projection.ProjectParams(fit_n=600), methods=["ln_norm"],
+                               dims_list=(2,), bar=False)
+    s.store.reload_runs()
+    return "big3k"
+
+
+def test_a_large_run_fetches_a_hovered_face_and_errors_pages_the_filtered_faces(page, server, large_run):
+    from playwright.sync_api import expect
+    page.goto(server["url"] + f"?tab=hypersphere&run={large_run}&method=ln_norm")
+    plot = page.locator("#hs-plot .js-plotly-plot")
+    expect(plot).to_be_visible(timeout=3 * TIMEOUT)
+    expect(page.locator("#hs-plot")).to_contain_text("(3000 faces")  # all drawn (under the 8,000 bound)
+    page.wait_for_function("() => document.querySelector('#hs-plot .js-plotly-plot').__dfdet === true")
+    cd = page.evaluate("""() => { const gd = document.querySelector('#hs-plot .js-plotly-plot');
+        const t = gd._fullData.find(t => t.customdata && t.customdata.length);
+        return t.customdata[0]; }""")
+    assert cd[1] == ""  # the figure embeds no face...
+    page.mouse.move(700, 500)
+    page.evaluate("""(cd) => { const gd = document.querySelector('#hs-plot .js-plotly-plot');
+        gd.emit('plotly_hover', {points: [{customdata: cd}]}); }""", cd)
+    tip = page.locator("#dfdet-tip")
+    expect(tip).to_be_visible()  # ...the hovered one comes from the server
+    expect(tip).to_have_attribute("src", re.compile("^data:image/jpeg;base64,"))
+    # Errors: every fake that LN + Norm calls real, a page at a time
+    page.goto(server["url"] + f"?tab=errors&run={large_run}&method=ln_norm")
+    expect(page.locator("#er-note")).to_contain_text("Click a face")
+    page.locator("#er-filters").get_by_text("Filter:").click()
+    page.locator("#er-f-truth").get_by_role("radio", name="fake").check()
+    page.locator("#er-f-real").get_by_role("checkbox", name="LN + Norm", exact=True).check()
+    page.locator("#er-browse-btn").click()
+    note = page.locator("#er-browse-note")
+    expect(note).to_contain_text(re.compile(r"\d+ faces match; page 0 of \d+"))
+    expect(page.locator("#er-browse").get_by_role("button", name=re.compile("Thumbnail 1 of"))).to_be_visible()
+    page.locator("#er-next").click()
+    expect(note).to_contain_text("page 1 of")
+    p = server["session"].store.run(large_run).predictions
+    n = int(((p["label"] == 1) & (p["p_fake__ln_norm"] < 0.5)).sum())
+    expect(note).to_contain_text(f"{n} faces match")

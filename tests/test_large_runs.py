@@ -252,3 +252,14 @@ def test_a_large_runs_hovered_face_is_fetched_on_demand_one_small_image_at_a_tim
     assert fns["_hs_hover"]("big", "123") == got  # cached: the file is not read twice
     assert isinstance(fns["_hs_hover"]("big", str(N + 5)), type(gr.skip()))  # a bad row: no face, no error
     assert isinstance(fns["_hs_hover"]("nope", "1"), type(gr.skip()))
+
+
+@pytest.mark.parametrize("page", [float("nan"), "abc", 1.5, float("inf")])
+def test_a_page_that_is_no_whole_number_is_refused_in_one_line(store, page):
+    from dfdet.errors import DataError
+    from dfdet.viz.errors import where_of
+    from dfdet.viz.services.errors import ErrorsService
+    with pytest.raises(DataError, match="page must be a whole number"):
+        ErrorsService(store).browse("big", "ln_norm", {}, page)
+    with pytest.raises(DataError, match="two numbers from 0 to 1"):
+        where_of(p_lo="abc")

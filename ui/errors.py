@@ -19,6 +19,14 @@ KINDS = ("fp", "fn", "disagree")
 ORDERS = ("most fake first", "most real first")
 
 
+def next_page(page, step: int):
+    """The page a Previous/Next click asks for; a value that is no page number goes on to the service's refusal."""
+    try:
+        return max(0, int(float(page or 0)) + step)
+    except (TypeError, ValueError, OverflowError):
+        return page
+
+
 def threshold_of(s, run_name, method) -> dict:
     """The slider's value and label: the method's validation threshold, else 0.5 (said so)."""
     t = s.errors.validation_threshold(run_name, method) if run_name and method else None
@@ -144,7 +152,7 @@ def build(ctx: Ctx) -> gr.Tab:
     ui_browse = for_visitor(browse_view, len(browse_out))
     browse_btn.click(ui_browse, browse_in, [*browse_out, status], api_name="_er_browse", **PRIVATE)
     for btn_, step in ((prev_btn, -1), (next_btn, 1)):
-        btn_.click(lambda r, m, o, p, *x, step=step: ui_browse(r, m, o, max(0, int(p or 0) + step), *x),
+        btn_.click(lambda r, m, o, p, *x, step=step: ui_browse(r, m, o, next_page(p, step), *x),
                    browse_in, [*browse_out, status], api_name=f"_er_page_{'next' if step > 0 else 'prev'}", **PRIVATE)
     btn.click(for_visitor(view, len(outputs)), inputs, [*outputs, status], api_name="_ui_errors", **PRIVATE)
     for gallery, kind, found_rows in zip((fp, fn, dis, browse), (*KINDS, "browse"), (rows, rows, rows, browse_rows)):

@@ -70,8 +70,11 @@ def where_of(datasets=None, sources=None, truth=None, fake_by=None, real_by=None
         where["truth"] = truth
     if fake_by or real_by:
         where["verdicts"] = {**{m: "fake" for m in fake_by}, **{m: "real" for m in real_by}}
-    lo = 0.0 if p_lo in (None, "") else float(p_lo)
-    hi = 1.0 if p_hi in (None, "") else float(p_hi)
+    try:
+        lo = 0.0 if p_lo in (None, "") else float(p_lo)
+        hi = 1.0 if p_hi in (None, "") else float(p_hi)
+    except (TypeError, ValueError):
+        raise DataError(f"the p_fake range needs two numbers from 0 to 1, not {p_lo!r} to {p_hi!r}") from None
     if not 0.0 <= lo <= hi <= 1.0:
         raise DataError(f"the p_fake range needs 0 <= from <= to <= 1, not {lo:g} to {hi:g}")
     if (lo, hi) != (0.0, 1.0):

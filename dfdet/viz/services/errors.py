@@ -92,7 +92,7 @@ class ErrorsService:
         p = preds[col].to_numpy()[rows]
         rows = rows[np.argsort(-p if most_fake_first else p, kind="stable")]
         pages = max(1, -(-len(rows) // per_page))
-        page = int(min(max(0, int(page)), pages - 1))
+        page = min(max(0, whole(page, "page")), pages - 1)
         root = self.store.run_data_root(run)
         items = [self._item(root, preds.iloc[r], f"p_fake {preds[col].iloc[r]:.2f} · {preds['dataset'].iloc[r]}/"
                             f"{preds['source'].iloc[r]}", int(r)) for r in rows[page * per_page:(page + 1) * per_page]]
@@ -106,3 +106,14 @@ class ErrorsService:
             im, caption = placeholder(160), caption + " (image file not on this machine)"
         im.thumbnail((192, 192))
         return im, caption, int(row)
+
+
+def whole(value, what: str) -> int:
+    """A whole number from a page's control (None counts as 0), or a one-line refusal."""
+    try:
+        v = float(value or 0)
+        if v != int(v):
+            raise ValueError
+        return int(v)
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"{what} must be a whole number, not {value!r}") from None

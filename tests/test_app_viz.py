@@ -341,3 +341,8 @@ def test_video_timeline_draws_each_methods_threshold_in_its_colour():
     assert lines[0.27] == fig.data[0].line.color and lines[0.37] == fig.data[1].line.color
     plain = plots.frame_timeline(t, scores, demo=False)
     assert [sh.y0 for sh in plain.layout.shapes] == [0.5]
+
+
+def test_the_hypersphere_text_points_at_the_methods_threshold_not_a_fixed_half():
+    text = about.HYPERSPHERE_TEXT
+    assert "crosses the method's threshold" in text and "crosses 0.5" not in text

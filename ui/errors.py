@@ -104,8 +104,8 @@ def build(ctx: Ctx) -> gr.Tab:
             text = "No face matches these filters."
         else:
             first = p.page * PAGE
-            text = (f"{p.total} faces match; page {p.page} of {p.pages - 1} (faces {first + 1}–{first + len(p.items)}). "
-                    "Click a face to open it in Compare.")
+            text = (f"{p.total} faces match; page {p.page} of {p.pages - 1} "
+                    f"(faces {first + 1}–{first + len(p.items)}). Click a face to open it in Compare.")
         demo = s.store.run_is_demo(s.store.run(run_name))
         text += f" <span class='demo-warning'>⚠ {plots.DEMO_NOTE}</span>" if demo else ""
         return [(image_file(im), cap) for im, cap, _ in p.items], {"browse": [r for *_, r in p.items]}, p.page, text

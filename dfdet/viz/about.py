@@ -48,7 +48,8 @@ unit hypersphere. Compare methods on the same run:
   length of a feature cannot carry a shortcut.
 * **+ SLERP** trained on great-circle paths between same-class faces. Pick two faces of one class
   (Random pair, same class) and look at p(fake) along the path; then a real and a fake face, and see
-  where the path crosses the method's threshold (dotted; 0.5 without calibration). A straight line between them (mixup) would leave the sphere.
+  where the path crosses the method's threshold (dotted; 0.5 without calibration). A straight line
+  between them (mixup) would leave the sphere.
 
 Path points are placed in the picture by their nearest faces: the picture is a 2-D/3-D map of a
 1024-d sphere, so read it as neighbourhoods, not as distances.

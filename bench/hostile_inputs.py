@@ -13,9 +13,7 @@ import io
 import json
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.load_test import METHODS, build_artifacts, start_server  # noqa: E402
+from bench.load_test import METHODS, build_artifacts, start_server, stop_server, wait_loaded  # noqa: E402
 
 MB = 2 ** 20
 
@@ -202,18 +200,13 @@ def measure(work: Path) -> int:
     finally:
         os.environ.pop("TMPDIR") if old is None else os.environ.__setitem__("TMPDIR", old)
     try:
-        from bench.load_test import wait_loaded
         wait_loaded(url)
         before = du(work / "gradio") + du(server_tmp)
         http = http_attacks(url)
         http["/status naming a server folder"] = status_paths(url, work)
         after = du(work / "gradio") + du(server_tmp)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
     after_stop = du(work / "gradio") + du(server_tmp)
     log_text = (work / "server.log").read_text(errors="replace")
     server_tracebacks = log_text.count("Traceback")

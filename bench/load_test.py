@@ -414,6 +414,15 @@ def context(url: str, art: dict[str, Path]) -> Context:
                    str(art["face"]), str(art["video"]))
 
 
+def stop_server(proc: subprocess.Popen) -> None:
+    """Ctrl-C, as a person stops the server (its clean-up runs), then a kill if it has not left in 30 s."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def wait_loaded(url: str) -> None:
     """Until /status no longer says the models are loading (a plain HTTP call: no visitor session)."""
     import httpx
@@ -527,11 +536,7 @@ def measure(args, work: Path) -> int:
         over = overload(url, args.overload or queue_max_size() + 36)
         rss_end = rss_mb(proc.pid)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
     uploads_after = files_under(work / "gradio")
 
     memory = {"start": rss_start, "before": rss_before, "after": rss_after, "visitors": rss_visitors, "end": rss_end}

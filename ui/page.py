@@ -39,7 +39,7 @@ def build_app(session: Session) -> gr.Blocks:
             with gr.Row(visible=offer_demo(s)) as demo_row:
                 demo_btn = gr.Button("Start demo mode (random weights: scores are meaningless)", size="sm")
             demo_msg = gr.Markdown()
-        timer = gr.Timer(2.0, active=busy(s))
+        timer = gr.Timer(2.0, active=s.startup.busy())
         with gr.Row():
             link_btn = gr.Button("Copy link to this view", size="sm", scale=0, elem_id="copy-link")
             link_box = gr.Textbox(show_label=False, container=False, interactive=False, elem_id="link-box",
@@ -77,10 +77,10 @@ def build_app(session: Session) -> gr.Blocks:
 
         def refresh():
             return (s.startup.status_line(), s.startup.details(), gr.Row(visible=offer_demo(s)),
-                    gr.Timer(active=busy(s)), *lists())
+                    gr.Timer(active=s.startup.busy()), *lists())
 
         def poll(known):
-            if busy(s):
+            if s.startup.busy():
                 return s.startup.status_line(), gr.skip(), gr.skip(), gr.Timer(active=True), known, \
                     *[gr.skip()] * len(run_lists)
             now = tuple(s.store.runs)
@@ -211,10 +211,6 @@ def first_visit(key: str, view, n_out: int):
 
 def offer_demo(s: Session) -> bool:
     return s.status.mode == "none" and s.cfg.demo != "off" and s.startup.demo.state == "idle"
-
-
-def busy(s: Session) -> bool:
-    return s.startup.busy()
 
 
 def _copy_js() -> str:

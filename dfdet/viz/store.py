@@ -211,22 +211,26 @@ class Store:
         """The run's method columns in the one order every view uses (the registry's)."""
         return style.method_order(run.methods, lambda m: run.info.get("methods", {}).get(m, {}).get("method", m))
 
-    def validation_threshold(self, run_name: str, method: str) -> float | None:
-        """The threshold `method` chose on validation (its checkpoint's calibration, recorded in the run's
-        metrics), or None for a checkpoint trained before calibration existed."""
+    def _chosen_thresholds(self, run_name: str) -> dict[str, float]:
+        """method -> the threshold its checkpoint chose on validation, as the run's metrics record it."""
         try:
             m = self.run(run_name).metrics
         except DfdetError:
-            return None
+            return {}
         if m.empty or "threshold" not in m or "method" not in m:
-            return None
-        t = m.loc[m["method"] == method, "threshold"].dropna()
-        return float(t.iloc[0]) if len(t) else None
+            return {}
+        first = m.dropna(subset=["threshold"]).drop_duplicates("method")
+        return {str(k): float(v) for k, v in zip(first["method"], first["threshold"])}
+
+    def validation_threshold(self, run_name: str, method: str) -> float | None:
+        """The threshold `method` chose on validation (its checkpoint's calibration, recorded in the run's
+        metrics), or None for a checkpoint trained before calibration existed."""
+        return self._chosen_thresholds(run_name).get(method)
 
     def thresholds(self, run_name: str) -> dict[str, float]:
         """method -> its validation threshold, for the run's methods that have one (a verdict filter's)."""
-        run = self.run(run_name)
-        return {m: t for m in run.methods if (t := self.validation_threshold(run_name, m)) is not None}
+        chosen = self._chosen_thresholds(run_name)
+        return {m: chosen[m] for m in self.run(run_name).methods if m in chosen}
 
     @staticmethod
     def run_is_demo(run: Run) -> bool:
@@ -312,12 +316,7 @@ class Store:
             except (OSError, ValueError):
                 thumbs = None
         if not thumbs or len(thumbs) != len(run.predictions):
-            thumbs = []
-            for rel in run.predictions["path"]:
-                try:
-                    thumbs.append(data_uri(load_face(root, rel)))
-                except DfdetError:
-                    thumbs.append(data_uri(placeholder()))
+            thumbs = [face_uri(root, rel) for rel in run.predictions["path"]]
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -335,13 +334,9 @@ class Store:
         row = check_row(row, len(run.predictions), f"run {run_name}")
         key = (run_name, row)
         if key not in self._thumb:
-            try:
-                uri = data_uri(load_face(self.run_data_root(run), run.predictions["path"].iloc[row]))
-            except DfdetError:
-                uri = data_uri(placeholder())
             if len(self._thumb) >= THUMB_KEEP:
                 self._thumb.pop(next(iter(self._thumb)))
-            self._thumb[key] = uri
+            self._thumb[key] = face_uri(self.run_data_root(run), run.predictions["path"].iloc[row])
         return self._thumb[key]
 
     def hover_text(self, run_name: str, rows: np.ndarray | None = None) -> list[str]:
@@ -398,6 +393,14 @@ def method_label(run: Run, method: str) -> str:
 
 def truth_of(rec: dict) -> str:
     return {0: "real", 1: "fake"}.get(int(rec["label"]), "?")
+
+
+def face_uri(root, rel: str) -> str:
+    """A face's hover thumbnail; a grey square when its file is not on this machine."""
+    try:
+        return data_uri(load_face(root, rel))
+    except DfdetError:
+        return data_uri(placeholder())
 
 
 def check_row(row, n: int, what: str) -> int:

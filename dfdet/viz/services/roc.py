@@ -37,22 +37,16 @@ class RocService:
                             f"it has {', '.join(sorted(known))}")
         if level not in roc.LEVELS:
             raise DataError(f"level must be one of {', '.join(roc.LEVELS)}, not {level!r}")
-        threshold = self.own_thresholds(run_name, methods) if own and self.has_own(run_name) \
-            else check_threshold(threshold)
+        chosen = self.store.thresholds(run_name) if own else {}
+        threshold = {m: chosen.get(m, 0.5) for m in methods} if chosen else check_threshold(threshold)
         curves = roc.curves(run, methods, datasets, level)
         fig = plots.roc_figure(curves, self.store.run_is_demo(run), threshold)
         return RocResult(fig, roc.metrics_table(run, methods, datasets, level),
                          roc.confusion_table(run, methods, datasets, level, threshold))
 
-    def own_thresholds(self, run_name: str, methods: list[str]) -> dict[str, float]:
-        """method -> its validation threshold, 0.5 for a checkpoint trained before calibration existed."""
-        return {m: t if (t := self.store.validation_threshold(run_name, m)) is not None else 0.5 for m in methods}
-
     def has_own(self, run_name: str | None) -> bool:
         """Whether any method of the run has a validation threshold (then the browser starts at them)."""
-        if not run_name or run_name not in self.store.runs:
-            return False
-        return any(self.store.validation_threshold(run_name, m) is not None for m in self.store.runs[run_name].methods)
+        return bool(run_name in self.store.runs and self.store.thresholds(run_name))
 
     def datasets(self, run_name: str | None) -> list[str]:
         if not run_name or run_name not in self.store.runs:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from bench import common
-from bench.common import fmt, table
+from bench.common import fmt, secs, table
 
 TARGET = 1.25
 
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> Path:
     rows, targets = [], []
     for n in variants:
         r = tm.ratio(n, ref_name)
-        rows.append([n, fmt(tm.median(n), 3), fmt(args.batch * (4 if n != "1 bare forward" else 1) / tm.median(n), 3),
+        rows.append([n, secs(tm.median(n)), fmt(args.batch * (4 if n != "1 bare forward" else 1) / tm.median(n), 3),
                      fmt(r, 3)])
         if n in ("bank.predict", "bank_predict (multi_ln)"):
             targets.append([n, fmt(r, 3), f"<= {TARGET}", "met" if r <= TARGET else "MISSED"])

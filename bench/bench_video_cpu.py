@@ -25,7 +25,7 @@ if __package__ in (None, ""):
 import torch
 
 from bench import common
-from bench.common import fmt, table
+from bench.common import fmt, secs, table
 
 GOALS = {"face": 1.5, "video": 20.0, "first": 3.0}
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> Path:
     tm = common.alternate(variants, args.rounds, args.warmup, device)
     unit = "1 bare fp32 forward"
     firsts = {True: [t for o, t in first_times if o][-args.rounds:], False: [t for o, t in first_times if not o][-args.rounds:]}
-    rows = [[n, fmt(tm.median(n), 2), fmt(tm.ratio(n, unit), 2)] for n in variants]
+    rows = [[n, secs(tm.median(n)), fmt(tm.ratio(n, unit), 2)] for n in variants]
     first_ratio = {o: statistics.median(f / b for f, b in zip(firsts[o], tm.runs[unit])) for o in (True, False)}
     face_r = tm.ratio(f"4 methods, one face ({args.runtime})", unit)
     video_r = min(tm.ratio("video, streamed + overlap", unit), tm.ratio("video, streamed, sequential", unit))
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> Path:
               _met(first_ratio[True], GOALS["first"])],
              ["first score on screen (sequential)", fmt(first_ratio[False], 2), f"<= {GOALS['first']}",
               _met(first_ratio[False], GOALS["first"])]]
-    st = [[("overlap" if o else "sequential")] + [fmt(stage[o].get(k), 1) for k in
+    st = [[("overlap" if o else "sequential")] + [secs(stage[o].get(k)) for k in
                                                  ("decode", "detect", "align", "forward", "first_score", "total")]
           for o in (True, False) if o in stage]
     body = [
@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> Path:
         "## Raw runs (s, in round order)",
         "",
         tm.raw(),
-        "- first score, overlap: " + ", ".join(f"{t:.2f}" for t in firsts[True]),
-        "- first score, sequential: " + ", ".join(f"{t:.2f}" for t in firsts[False]),
+        "- first score, overlap: " + ", ".join(secs(t) for t in firsts[True]),
+        "- first score, sequential: " + ", ".join(secs(t) for t in firsts[False]),
     ]
     return common.write_report(args.out, "A video on CPU, end to end",
                                common.command_line("bench.bench_video_cpu", argv), device, "\n".join(body))

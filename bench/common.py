@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
+import math
 import os
 import platform
 import re
@@ -331,6 +332,14 @@ def fmt(x: float | None, digits: int = 2) -> str:
     if x is None:
         return "n/a"
     return f"{x:.{digits}f}"
+
+
+def secs(x: float | None) -> str:
+    """A duration: 2 decimals from 1 s up, 3 significant digits below, so that a fast machine's 40 ms never
+    prints as 0.0 (CI's runners are faster than this one)."""
+    if x is None or x <= 0:
+        return fmt(x)
+    return f"{x:.{max(2, 2 - math.floor(math.log10(x)))}f}"
 
 
 def pct(frac: float | None) -> str:

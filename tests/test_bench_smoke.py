@@ -35,6 +35,14 @@ def check_header(text: str, module: str) -> None:
     assert "- cpu: " in text and "torch " in text
 
 
+@pytest.mark.parametrize("seconds, shown", [(0.04, "0.0400"), (0.00012345, "0.000123"), (0.5, "0.500"),
+                                             (1.0, "1.00"), (12.5, "12.50"), (0.0, "0.00"), (None, "n/a")])
+def test_a_duration_keeps_three_significant_digits(seconds, shown):
+    """A fast runner's 40 ms first score once printed as 0.0 and failed a `> 0` check in CI."""
+    from bench.common import secs
+    assert secs(seconds) == shown
+
+
 def test_bench_inference_smoke(tmp_path):
     from bench import bench_inference
     out = bench_inference.main(["--model", TINY, "--batch-sizes", "1,2", "--precisions", "fp32,bf16", "--rounds", "1",

@@ -65,7 +65,6 @@ def main(argv: list[str] | None = None) -> Path:
     aligner = FaceAligner(AlignConfig(size=224))
     faces, _, _ = video_faces(Path(args.video), 1, aligner)
     face = fast.preprocess(faces[:1])
-    one = None
     first_times, stage = [], {}
 
     def bare():

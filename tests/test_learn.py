@@ -208,7 +208,40 @@ def test_bundled_reported_numbers_match_their_transcription_and_cite_their_sourc
     assert {(r.method, r.dataset): r.value for r in thesis.itertuples()} == {
         (m, d): v for m, per in THESIS_REPORTED_AUROC.items() for d, v in per.items()}
     assert all(why for _, why in reported.missing())  # a table without numbers says why
-    assert rec[rec["source"] == "paper"].empty  # nothing was invented for the tables no source gave
+    # the 'Proposed' row of the authors' model card (huggingface.co/yermandy/deepfake-detection, Results), as printed
+    card = rec[rec["source"] == "model_card"]
+    assert {r.dataset: r.value for r in card.itertuples()} == {
+        "CDFv2": 96.62, "DFD": 98.0, "DFDC": 87.15, "FFIW": 91.52, "DSv1": 92.01}
+    assert set(card["method"]) == {"ln_norm_slerp"} and set(card["level"]) == {"video"}
+    # nothing invented for the tables no traceable source gave
+    assert rec[rec["table"].isin(["ablation", "ff_subsets"])].empty
+    assert {t for t, _ in reported.missing()} == {t["title"] for t in reported.load()["tables"]
+                                                  if t["id"] in ("ablation", "ff_subsets")}
+
+
+def test_every_reported_number_names_a_known_method_dataset_and_cited_source():
+    from dfdet.learn import reported
+    from dfdet.methods import METHODS
+    data, rec = reported.load(), reported.records()
+    assert set(rec["method"]) <= set(METHODS)
+    assert set(rec["dataset"]) <= set(data["dataset_names"])
+    assert {t["source"] for t in data["tables"]} <= set(data["sources"])
+    assert all(bool(t["records"]) != bool(t.get("missing")) for t in data["tables"])  # numbers or why, never both
+
+
+def test_reported_sits_beside_the_runs_measured_value_on_the_same_dataset(tmp_path):
+    from dfdet.artifacts import load_run
+    from dfdet.learn import reported
+    preds = pd.DataFrame({"path": ["a.png", "b.png"], "dataset": "CDFv2", "source": "s", "video": ["v0", "v1"],
+                          "label": [0, 1], "split": "test", "p_fake__ln_norm_slerp": [0.2, 0.9]})
+    metrics = [{"method": "ln_norm_slerp", "dataset": "CDFv2", "source": "*", "level": lvl, "auroc": v}
+               for lvl, v in (("frame", 0.875), ("video", 0.9))]
+    run = load_run(write_run(tmp_path / "run", {"demo": False}, preds, metrics, [], {}))
+    table = reported.beside_measured(run).set_index(["method", "dataset"])
+    row = table.loc[("ln_norm_slerp", "CDFv2")]
+    assert (row["reported"], row["level"]) == ("96.62%", "video")
+    assert (row["measured here (frame)"], row["measured here (video)"]) == ("87.50%", "90.00%")
+    assert table.loc[("ln_norm_slerp", "DFD"), "measured here (video)"] == "—"  # the run has no DFD
 
 
 def test_about_counts_a_loaded_zero_shot_method_as_loaded():

@@ -19,10 +19,11 @@ def load() -> dict:
 
 
 def records() -> pd.DataFrame:
-    """Every bundled number: source, table, method, dataset, metric, value, unit."""
+    """Every bundled number: source, table, method, dataset, metric, level (frame/video, None where the source
+    does not say), value, unit."""
     data = load()
-    rows = [{"source": t["source"], "table": t["id"], **r} for t in data["tables"] for r in t["records"]]
-    return pd.DataFrame(rows, columns=["source", "table", "method", "dataset", "metric", "value", "unit"])
+    rows = [{"source": t["source"], "table": t["id"], "level": None, **r} for t in data["tables"] for r in t["records"]]
+    return pd.DataFrame(rows, columns=["source", "table", "method", "dataset", "metric", "level", "value", "unit"])
 
 
 def missing() -> list[tuple[str, str]]:
@@ -47,7 +48,7 @@ def beside_measured(run: Run | None) -> pd.DataFrame:
     out = []
     for _, r in rep.iterrows():
         row = {"source": r["source"], "method": r["method"], "dataset": r["dataset"], "metric": r["metric"],
-               "reported": f"{r['value']:.2f}{r['unit']}", "measured here (frame)": "—", "measured here (video)": "—"}
+               "level": r["level"] if pd.notna(r["level"]) else "not stated", "reported": f"{r['value']:.2f}{r['unit']}", "measured here (frame)": "—", "measured here (video)": "—"}
         if run is not None and not run.metrics.empty:
             ds = names.get(r["dataset"], r["dataset"])
             m = run.metrics

@@ -26,7 +26,7 @@ if __package__ in (None, ""):
 import torch
 
 from bench import common
-from bench.common import fmt, table
+from bench.common import fmt, secs, table
 
 TARGET = 20.0
 
@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> Path:
     speed_sum = sum(later[fresh]) / sum(later[cached])
     speed_med = statistics.median(r / c for r, c in zip(later[fresh], later[cached]))
     total = sum(times[fresh]) / sum(times[cached])
-    rows = [[n, fmt(times[n][0], 3), fmt(statistics.median(later[n]), 4), fmt(sum(later[n]), 3),
-             fmt(sum(times[n]), 3), fmt(variants[n].losses[-1], 4)] for n in variants]
+    rows = [[n, secs(times[n][0]), secs(statistics.median(later[n])), secs(sum(later[n])),
+             secs(sum(times[n])), fmt(variants[n].losses[-1], 4)] for n in variants]
     body = [
         f"Model: {args.model} (random weights); {len(df)} DFDC face crops from ../shared "
         f"({int((df['label'] == 0).sum())} real, {int((df['label'] == 1).sum())} fake), batch {args.batch}, "

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import common
-from bench.common import fmt, pct, table
+from bench.common import fmt, pct, secs, table
 
 PATHS = ("dfdet", "paper_hf_peft")
 
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> Path | None:
         ips = args.batch / m
         mfu = f.train_step * ips / peak
         ratio = statistics.median(a / b for a, b in zip(med["paper_hf_peft"], med[p_]))
-        rows.append([p_, args.batch, precision, fmt(m, 3), fmt(ips, 3),
+        rows.append([p_, args.batch, precision, secs(m), fmt(ips, 3),
                      fmt(statistics.median(r_["peak_mb"] for r_ in runs[p_]), 0),
                      fmt(statistics.median(r_["extra_mb"] for r_ in runs[p_]), 0),
                      fmt(runs[p_][0]["saved_mb"], 0), runs[p_][0]["trainable"],

@@ -233,6 +233,9 @@ def test_the_pages_filters_and_paging_reach_every_face_of_a_large_run(big, tmp_p
     assert len(json.dumps(fig)) < 5 * MB and "data:image" not in json.dumps(fig)
     refused = fns["_er_browse"]("big", "ln_norm", "most fake first", 0, [], [], "all", ["ln_norm"], ["ln_norm"], 0, 1)
     assert "cannot both call a face fake" in refused[-1]
+    for handler, bad in (("_er_browse", 1.5), ("_er_page_next", "abc"), ("_er_page_prev", 2.5)):
+        got = fns[handler]("big", "ln_norm", "most fake first", bad, *filters)  # refused, not truncated to a page
+        assert "page must be a whole number" in got[-1], (handler, got[-1])
 
 
 def test_a_large_runs_hovered_face_is_fetched_on_demand_one_small_image_at_a_time(big, tmp_path, monkeypatch):

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import gradio as gr
 
+from dfdet.errors import DataError
 from dfdet.viz import plots
 from dfdet.viz.errors import where_of
 from dfdet.viz.media import image_file
-from dfdet.viz.services.errors import PAGE
+from dfdet.viz.services.errors import PAGE, whole
 from dfdet.viz.store import md_escape
 
 from .common import MODEL_KW, PRIVATE, Ctx, for_visitor, friendly, how_to_read, open_dropdown, status_line
@@ -22,8 +23,8 @@ ORDERS = ("most fake first", "most real first")
 def next_page(page, step: int):
     """The page a Previous/Next click asks for; a value that is no page number goes on to the service's refusal."""
     try:
-        return max(0, int(float(page or 0)) + step)
-    except (TypeError, ValueError, OverflowError):
+        return max(0, whole(page, "page") + step)
+    except DataError:
         return page
 
 
@@ -98,8 +99,7 @@ def build(ctx: Ctx) -> gr.Tab:
     def browse_view(run_name, method_name, order_by, page_no, *filters):
         """One page of the faces matching the filters; only that page's faces are read (services/errors.py)."""
         method_name = method_name or next((m for _, m in run_methods(s, run_name)), None)
-        p = s.errors.browse(run_name, method_name, where_of(*filters), int(page_no or 0),
-                            most_fake_first=order_by != ORDERS[1])
+        p = s.errors.browse(run_name, method_name, where_of(*filters), page_no, most_fake_first=order_by != ORDERS[1])
         if not p.total:
             text = "No face matches these filters."
         else:

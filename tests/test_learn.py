@@ -213,6 +213,7 @@ def test_bundled_reported_numbers_match_their_transcription_and_cite_their_sourc
     assert {r.dataset: r.value for r in card.itertuples()} == {
         "CDFv2": 96.62, "DFD": 98.0, "DFDC": 87.15, "FFIW": 91.52, "DSv1": 92.01}
     assert set(card["method"]) == {"ln_norm_slerp"} and set(card["level"]) == {"video"}
+    assert set(thesis["level"]) == {"not stated"}  # the thesis does not say frame or video
     # nothing invented for the tables no traceable source gave
     assert rec[rec["table"].isin(["ablation", "ff_subsets"])].empty
     assert {t for t, _ in reported.missing()} == {t["title"] for t in reported.load()["tables"]

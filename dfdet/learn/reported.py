@@ -11,6 +11,7 @@ import pandas as pd
 from ..artifacts import Run
 
 DATA_FILE = Path(__file__).with_name("reported.json")
+NOT_STATED = "not stated"  # the level of a record whose source does not say frame or video
 
 
 @functools.lru_cache(maxsize=1)
@@ -19,10 +20,11 @@ def load() -> dict:
 
 
 def records() -> pd.DataFrame:
-    """Every bundled number: source, table, method, dataset, metric, level (frame/video, None where the source
-    does not say), value, unit."""
+    """Every bundled number: source, table, method, dataset, metric, level (frame, video, or "not stated" where
+    the source does not say), value, unit."""
     data = load()
-    rows = [{"source": t["source"], "table": t["id"], "level": None, **r} for t in data["tables"] for r in t["records"]]
+    rows = [{"source": t["source"], "table": t["id"], "level": NOT_STATED, **r}
+            for t in data["tables"] for r in t["records"]]
     return pd.DataFrame(rows, columns=["source", "table", "method", "dataset", "metric", "level", "value", "unit"])
 
 
@@ -48,7 +50,8 @@ def beside_measured(run: Run | None) -> pd.DataFrame:
     out = []
     for _, r in rep.iterrows():
         row = {"source": r["source"], "method": r["method"], "dataset": r["dataset"], "metric": r["metric"],
-               "level": r["level"] if pd.notna(r["level"]) else "not stated", "reported": f"{r['value']:.2f}{r['unit']}", "measured here (frame)": "—", "measured here (video)": "—"}
+               "level": r["level"], "reported": f"{r['value']:.2f}{r['unit']}", "measured here (frame)": "—",
+               "measured here (video)": "—"}
         if run is not None and not run.metrics.empty:
             ds = names.get(r["dataset"], r["dataset"])
             m = run.metrics

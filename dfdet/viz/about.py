@@ -138,4 +138,4 @@ def paper_results() -> pd.DataFrame | None:
     """The papers' reported numbers bundled with dfdet (dfdet/learn/reported.json), or None when none are."""
     from ..learn.reported import records
     df = records()
-    return df.assign(level=df["level"].fillna("not stated")) if not df.empty else None
+    return df if not df.empty else None

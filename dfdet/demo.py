@@ -128,10 +128,14 @@ class Countdown:
     def done(self, kind: str, seconds: float) -> None:
         self.took.setdefault(kind, []).append(seconds)
 
+    def spent(self) -> float:
+        """Seconds the finished steps took."""
+        return sum(map(sum, self.took.values()))
+
     def speed(self) -> float:
         """Measured over estimated, over the finished steps (1 before any)."""
         est = sum(self.per[k] * len(v) for k, v in self.took.items())
-        return sum(map(sum, self.took.values())) / est if est > 0 else 1.0
+        return self.spent() / est if est > 0 else 1.0
 
     def left(self, i: int) -> float:
         """Seconds for steps i.. (0-based): a kind already run here by its mean, the others scaled by speed()."""
@@ -182,7 +186,7 @@ def ensure_demo(root: str | Path | None = None, train_datasets: tuple[str, ...] 
         methods=list(PAPER_METHODS), backbone=bb, out=str(assets.run_dir))))
     (root / "timings.json").write_text(json.dumps(clock.timings()))
     (root / STAMP).write_text(json.dumps({"version": DEMO_VERSION, "manifest": str(assets.manifest),
-                                          "seconds": round(sum(map(sum, clock.took.values())), 1),
+                                          "seconds": round(clock.spent(), 1),
                                           "note": "random-weight backbone: scores are meaningless"}))
     return assets
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,18 +39,13 @@ import torch
 
 from bench import common
 from bench.common import fmt, table
+from bench.load_test import free_port
 
 REPO = common.REPO
 CHROMIUM = os.environ.get("DFDET_CHROMIUM", "/usr/bin/chromium")
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync"]
 TARGETS = {"cold": 20.0, "switch": 0.300, "slerp": 0.200}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- artifacts --------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,14 +19,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a file: make `bench` and `dfdet` importable from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.load_test import free_port  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- demo-start:begin -->", "<!-- demo-start:end -->"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_once(demo_dir: Path, cache: Path, timeout: float = 900) -> dict[str, float]:

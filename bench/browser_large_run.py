@@ -24,18 +24,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("DFDET_CHROMIUM", "/usr/bin/chromium")
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--enable-precise-memory-info"]
+if __package__ in (None, ""):  # run as a file: make `bench` and `dfdet` importable from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bench_dashboard import CHROMIUM, LAUNCH_ARGS as DASHBOARD_ARGS  # noqa: E402
+from bench.load_test import REPO, free_port, stop_server, wait_answering  # noqa: E402
+
+LAUNCH_ARGS = [*DASHBOARD_ARGS, "--enable-precise-memory-info"]
 PLOTS = {"hypersphere": "#hs-plot", "roc": "#roc-plot"}
 
 # the figure's traces: name, type, point count; and whether plotly has rendered points (SVG paths or a GL canvas)
@@ -54,27 +55,13 @@ PROBE = """(sel) => {
 }"""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(runs: Path, cache: Path, port: int, log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "app.py", "--runs", str(runs), "--demo", "off", "--cache-dir", str(cache),
            "--checkpoints", str(cache / "no-checkpoints"), "--host", "127.0.0.1", "--port", str(port)]
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
-    t0 = time.perf_counter()
-    while True:
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.2)
-        if proc.poll() is not None or time.perf_counter() - t0 > 300:
-            proc.terminate()
-            raise RuntimeError(f"app did not start (see {log})")
+    wait_answering(proc, f"http://127.0.0.1:{port}/", log)
+    return proc
 
 
 def heap(page, cdp) -> dict:
@@ -161,11 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 finally:
                     browser.close()
         finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_server(proc)
             server_log = log.read_text(errors="replace")
     load1 = os.getloadavg()
     text = [table(rows), "",

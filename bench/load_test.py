@@ -118,16 +118,22 @@ def start_server(art: dict[str, Path], work: Path, trace_frames: int = 0) -> tup
     log = open(work / "server.log", "w")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
+    wait_answering(proc, url, work / "server.log")
+    return proc, url
+
+
+def wait_answering(proc: subprocess.Popen, url: str, log: Path, timeout: float = 300) -> None:
+    """Until the app's page answers 200; an app that exits or stays silent for `timeout` s ends the bench."""
     t0 = time.monotonic()
     while True:
         try:
             if urllib.request.urlopen(url, timeout=2).status == 200:
-                return proc, url
+                return
         except OSError:
             pass
-        if proc.poll() is not None or time.monotonic() - t0 > 300:
+        if proc.poll() is not None or time.monotonic() - t0 > timeout:
             proc.kill()
-            sys.exit(f"the app did not start; see {work / 'server.log'}")
+            sys.exit(f"the app did not start; see {log}")
         time.sleep(0.2)
 
 
